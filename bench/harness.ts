@@ -1,0 +1,118 @@
+// Side-by-side timing of plugin execs: every round runs each contender once,
+// in turn, so drift on the machine hits all of them alike. Runs inside a lab
+// host namespace of its own, like the tests.
+import { spawnSync } from 'node:child_process';
+import { cpus, release } from 'node:os';
+import { withNetns } from '../lib/netns/index.ts';
+
+export interface Contender {
+  name: string;
+  /** Untimed preparation of one round (e.g. a fresh container namespace). */
+  setup?: () => void;
+  /** The timed part: returns nothing, throws on failure. */
+  run: () => void;
+  teardown?: () => void;
+}
+
+export interface Stats {
+  name: string;
+  n: number;
+  median: number;
+  p95: number;
+  min: number;
+}
+
+function quantile(sorted: number[], q: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+export function measure(contenders: Contender[], rounds: number, warmup = 2): Stats[] {
+  const samples = contenders.map(() => [] as number[]);
+  for (let r = 0; r < warmup + rounds; r++) {
+    contenders.forEach((c, i) => {
+      c.setup?.();
+      const t0 = process.hrtime.bigint();
+      c.run();
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      c.teardown?.();
+      if (r >= warmup) samples[i]!.push(ms);
+    });
+  }
+  return contenders.map((c, i) => {
+    const s = samples[i]!.sort((a, b) => a - b);
+    return { name: c.name, n: s.length, median: quantile(s, 0.5), p95: quantile(s, 0.95), min: s[0] ?? NaN };
+  });
+}
+
+export interface ExecResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Exec a plugin as a runtime does; throws on a non-zero exit. */
+export function execPlugin(binary: string, env: Record<string, string>, stdin: string): ExecResult {
+  const r = spawnSync(binary, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, input: stdin, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${binary} ${env.CNI_COMMAND}: exit ${r.status}: ${r.stdout}${r.stderr}`);
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function ip(args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** A lab of namespaces for one bench run, all named with one prefix and all removed by close(). */
+export class BenchLab {
+  readonly prefix = `ckb${process.pid.toString(36)}`;
+  readonly host = `${this.prefix}-host`;
+  private n = 0;
+  private readonly made = new Set<string>();
+
+  constructor() {
+    this.add(this.host);
+    ip(['-n', this.host, 'link', 'set', 'lo', 'up']);
+  }
+
+  private add(name: string): void {
+    ip(['netns', 'add', name]);
+    this.made.add(name);
+  }
+
+  container(): string {
+    const name = `${this.prefix}-c${this.n++}`;
+    this.add(name);
+    return `/run/netns/${name}`;
+  }
+
+  remove(path: string): void {
+    const name = path.replace('/run/netns/', '');
+    spawnSync('ip', ['netns', 'del', name]);
+    this.made.delete(name);
+  }
+
+  /** Run fn with this process in the lab host namespace, so execs start there. */
+  inHost<T>(fn: () => T): T {
+    return withNetns(`/run/netns/${this.host}`, fn);
+  }
+
+  close(): void {
+    for (const name of this.made) spawnSync('ip', ['netns', 'del', name]);
+    this.made.clear();
+  }
+}
+
+export function machine(): string {
+  const cpu = cpus();
+  return `${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, Linux ${release()}, NODE_EXTRA_CA_CERTS ${process.env.NODE_EXTRA_CA_CERTS ? 'set' : 'unset'} (cnikit runs as a Bun-compiled executable: Node's start-up is not in these figures)`;
+}
+
+const f = (x: number) => x.toFixed(2);
+
+/** A markdown table of one comparison; ratio = cnikit median / reference median. */
+export function table(title: string, stats: Stats[], reference: string): string {
+  const ref = stats.find((s) => s.name === reference);
+  const rows = stats.map((s) => `| ${s.name} | ${s.n} | ${f(s.median)} | ${f(s.p95)} | ${f(s.min)} | ${ref && s !== ref ? `${f(s.median / ref.median)}x` : '—'} |`);
+  return [`### ${title}`, '', '| contender | n | median ms | p95 ms | min ms | ratio to reference |', '|---|---|---|---|---|---|', ...rows, ''].join('\n');
+}

@@ -1,0 +1,178 @@
+// The CNI protocol around a plugin: environment and stdin in, one result or
+// error object out, exit status. Plugins only implement the commands.
+import { readFileSync, writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
+import type { ValidateFunction } from 'ajv';
+import type { NetConf, Result, Attachment } from '../spec/index.ts';
+import { validationError } from '../spec/index.ts';
+import { validateResult, validateResult040 } from '../spec/validators.gen.js';
+import { assertNetns, isCurrentNetns, NetnsError } from '../netns/index.ts';
+import { openLogger, type Logger } from '../log/index.ts';
+import { CniError, ErrorCode } from './errors.ts';
+import { readInvocation, type Invocation, type Command } from './env.ts';
+import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, requireSupported } from './version.ts';
+import { convertResult, toCurrent, type AnyResult } from './result.ts';
+
+export { CniError, ErrorCode } from './errors.ts';
+export { checkKnownArgs, validateIfname, validateContainerId, type Invocation, type Command } from './env.ts';
+export { convertResult, toCurrent } from './result.ts';
+export { SUPPORTED_VERSIONS, LATEST_VERSION, compareVersions } from './version.ts';
+
+export interface Context<C> {
+  inv: Invocation;
+  conf: C;
+  /** The prevResult of a chain, lifted to the 1.1.0 shape. */
+  prevResult?: Result;
+  log: Logger;
+}
+
+type MaybeAsync<T> = T | Promise<T>;
+
+export interface Plugin<C extends NetConf> {
+  name: string;
+  /** Precompiled validator of the plugin's configuration (lib/spec). */
+  validate: ValidateFunction;
+  /**
+   * 'container' (default): CNI_NETNS must be another namespace than the
+   * plugin's own, so a mistake cannot reconfigure the host. 'host': it must
+   * be the plugin's own (Docker's --net host).
+   */
+  netns?: 'container' | 'host';
+  add(ctx: Context<C>): MaybeAsync<Result>;
+  check(ctx: Context<C>): MaybeAsync<void>;
+  del(ctx: Context<C>): MaybeAsync<void>;
+  gc(ctx: Context<C>, valid: Attachment[]): MaybeAsync<void>;
+  status(ctx: Context<C>): MaybeAsync<void>;
+}
+
+export interface Io {
+  env: NodeJS.ProcessEnv;
+  readStdin(): string;
+  writeStdout(text: string): void;
+}
+
+export const processIo: Io = {
+  env: process.env,
+  readStdin: () => (isatty(0) ? '' : readFileSync(0, 'utf8')),
+  writeStdout: (text) => {
+    // Synchronous write: the process may exit right after.
+    const buf = Buffer.from(text);
+    for (let off = 0; off < buf.length; ) off += writeSync(1, buf, off);
+  },
+};
+
+const MIN_VERSION: Partial<Record<Command, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
+
+function decode(stdin: string): Record<string, unknown> {
+  let conf: unknown;
+  try {
+    conf = JSON.parse(stdin);
+  } catch (e) {
+    throw new CniError(ErrorCode.DecodingFailure, `error decoding network configuration from stdin: ${(e as Error).message}`);
+  }
+  if (conf === null || typeof conf !== 'object' || Array.isArray(conf)) {
+    throw new CniError(ErrorCode.DecodingFailure, 'error decoding network configuration from stdin: not a JSON object');
+  }
+  return conf as Record<string, unknown>;
+}
+
+function checkNetns(inv: Invocation, mode: 'container' | 'host'): void {
+  try {
+    assertNetns(inv.netns);
+    const own = isCurrentNetns(inv.netns);
+    if (mode === 'container' && own) {
+      throw new CniError(ErrorCode.InvalidEnvironment, `CNI_NETNS ${inv.netns} is the plugin's own network namespace; a container needs a namespace of its own`);
+    }
+    if (mode === 'host' && !own) {
+      throw new CniError(ErrorCode.InvalidEnvironment, `CNI_NETNS ${inv.netns} is not the host's network namespace: the host plugin shares the host's network, so CNI_NETNS must be the runtime's own namespace`);
+    }
+  } catch (e) {
+    throw toCniError(e);
+  }
+}
+
+function toCniError(e: unknown): CniError {
+  if (e instanceof CniError) return e;
+  if (e instanceof NetnsError) {
+    const code = e.reason === 'missing' ? ErrorCode.UnknownContainer : ErrorCode.InvalidEnvironment;
+    return new CniError(code, `CNI_NETNS: ${e.message}`);
+  }
+  return new CniError(ErrorCode.Internal, e instanceof Error ? e.message : String(e));
+}
+
+function liftPrevResult(raw: unknown, version: string): Result {
+  const validate = compareVersions(version, '1.0.0') >= 0 ? validateResult : validateResult040;
+  const problem = validationError(validate, { cniVersion: version, ...(raw as object) });
+  if (problem) throw new CniError(ErrorCode.InvalidConfig, `invalid prevResult: ${problem.replace(/^"/, '"prevResult.')}`);
+  return toCurrent(raw as AnyResult);
+}
+
+async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: Io, state: { version: string }): Promise<void> {
+  const inv = readInvocation(io.env);
+  const stdin = io.readStdin();
+
+  if (inv.command === 'VERSION') {
+    const asked = stdin.trim() === '' ? LATEST_VERSION : decode(stdin).cniVersion;
+    const version = typeof asked === 'string' && asked !== '' ? asked : LATEST_VERSION;
+    io.writeStdout(JSON.stringify({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS }) + '\n');
+    return;
+  }
+
+  const raw = decode(stdin);
+  state.version = requireSupported(raw.cniVersion);
+  const min = MIN_VERSION[inv.command];
+  if (min && compareVersions(state.version, min) < 0) {
+    throw new CniError(ErrorCode.IncompatibleVersion, `config version ${state.version} does not allow ${inv.command} (needs ${min} or later)`);
+  }
+  const problem = validationError(plugin.validate, raw);
+  if (problem) throw new CniError(ErrorCode.InvalidConfig, `invalid network configuration: ${problem}`);
+  const conf = raw as C;
+
+  if (inv.command === 'ADD' || inv.command === 'CHECK') checkNetns(inv, plugin.netns ?? 'container');
+
+  const log = await openLogger(conf.logFile ?? io.env.CNIKIT_LOG_FILE, {
+    plugin: plugin.name,
+    network: conf.name,
+    containerId: inv.containerId || undefined,
+    ifname: inv.ifname || undefined,
+  });
+  const ctx: Context<C> = { inv, conf, log };
+  if (conf.prevResult !== undefined) ctx.prevResult = liftPrevResult(conf.prevResult, state.version);
+  log.info({ command: inv.command }, 'start');
+
+  switch (inv.command) {
+    case 'ADD': {
+      const result = await plugin.add(ctx);
+      io.writeStdout(JSON.stringify(convertResult(result, state.version)) + '\n');
+      break;
+    }
+    case 'CHECK':
+      await plugin.check(ctx);
+      break;
+    case 'DEL':
+      await plugin.del(ctx);
+      break;
+    case 'GC':
+      await plugin.gc(ctx, conf['cni.dev/valid-attachments'] ?? []);
+      break;
+    case 'STATUS':
+      await plugin.status(ctx);
+      break;
+  }
+  log.info({ command: inv.command }, 'done');
+}
+
+/** Run one CNI invocation; returns the exit status. */
+export async function runPlugin<C extends NetConf>(plugin: Plugin<C>, io: Io = processIo): Promise<number> {
+  const state = { version: LATEST_VERSION };
+  try {
+    await dispatch(plugin, io, state);
+    return 0;
+  } catch (e) {
+    const err = toCniError(e);
+    const out: Record<string, unknown> = { cniVersion: state.version, code: err.code, msg: err.message };
+    if (err.details !== undefined) out.details = err.details;
+    io.writeStdout(JSON.stringify(out) + '\n');
+    return 1;
+  }
+}

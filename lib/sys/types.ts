@@ -1,0 +1,44 @@
+// The libc surface cnikit needs. One adapter per runtime implements it
+// (bun:ffi in the compiled executable, koffi under Node for tests); nothing
+// outside lib/sys imports a runtime-specific module.
+
+export const CLONE_NEWNET = 0x40000000;
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const NETLINK_ROUTE = 0;
+export const NETLINK_NETFILTER = 12;
+
+export class SysError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+  ) {
+    super(`${call} failed: ${errnoName(errno)} (errno ${errno})`);
+  }
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES',
+  16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 28: 'ENOSPC', 34: 'ERANGE',
+  93: 'EPROTONOSUPPORT', 95: 'EOPNOTSUPP', 97: 'EAFNOSUPPORT', 98: 'EADDRINUSE',
+  99: 'EADDRNOTAVAIL', 101: 'ENETUNREACH', 105: 'ENOBUFS',
+};
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno${errno}`;
+}
+
+export interface Sys {
+  /** setns(2) on the calling (main) thread. */
+  setns(fd: number, nstype: number): void;
+  /** flock(2); with LOCK_NB returns false instead of blocking when held elsewhere. */
+  flock(fd: number, op: number): boolean;
+  /** A bound netlink socket of the given protocol in the caller's current netns. */
+  netlinkSocket(protocol: number): number;
+  send(fd: number, buf: Uint8Array): number;
+  /** One datagram into buf; returns its length. */
+  recv(fd: number, buf: Uint8Array): number;
+  close(fd: number): void;
+}

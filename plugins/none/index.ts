@@ -1,0 +1,66 @@
+// Loopback only: Docker's --net none, and a drop-in for the reference
+// `loopback` plugin (installed under both names).
+import type { NoneConf, Result } from '../../lib/spec/index.ts';
+import { validateNoneConf } from '../../lib/spec/validators.gen.js';
+import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
+import { withNetns, NetnsError } from '../../lib/netns/index.ts';
+import { Netlink } from '../../lib/netlink/index.ts';
+
+const LO = 'lo';
+
+function inNetns<T>(path: string, fn: (nl: Netlink) => T): T {
+  return withNetns(path, () => {
+    const nl = Netlink.open();
+    try {
+      return fn(nl);
+    } finally {
+      nl.close();
+    }
+  });
+}
+
+function add(ctx: Context<NoneConf>): Result {
+  const addresses = inNetns(ctx.inv.netns, (nl) => {
+    const lo = nl.link(LO);
+    if (!lo) throw new CniError(ErrorCode.Internal, `no ${LO} interface in ${ctx.inv.netns}`);
+    nl.setUp(lo.index);
+    return nl.addresses({ index: lo.index });
+  });
+  if (ctx.prevResult) return ctx.prevResult;
+  return {
+    cniVersion: ctx.conf.cniVersion,
+    interfaces: [{ name: LO, mac: '00:00:00:00:00:00', sandbox: ctx.inv.netns }],
+    ips: addresses.map((a) => ({ address: a.cidr, interface: 0 })),
+  };
+}
+
+function check(ctx: Context<NoneConf>): void {
+  inNetns(ctx.inv.netns, (nl) => {
+    const lo = nl.link(LO);
+    if (!lo?.up) throw new CniError(ErrorCode.CheckFailed, `${LO} in ${ctx.inv.netns} is not up`);
+  });
+}
+
+function del(ctx: Context<NoneConf>): void {
+  if (!ctx.inv.netns) return;
+  try {
+    inNetns(ctx.inv.netns, (nl) => {
+      const lo = nl.link(LO);
+      if (lo) nl.setDown(lo.index);
+    });
+  } catch (e) {
+    // The namespace is already gone: nothing is left to undo.
+    if (e instanceof NetnsError && e.reason === 'missing') return;
+    throw e;
+  }
+}
+
+export const nonePlugin: Plugin<NoneConf> = {
+  name: 'none',
+  validate: validateNoneConf,
+  add,
+  check,
+  del,
+  gc: () => undefined,
+  status: () => undefined,
+};

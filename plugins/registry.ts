@@ -1,0 +1,18 @@
+// Every plugin the executable answers to, by the name a runtime execs.
+// Loaded on demand so an invocation parses only its own plugin's code.
+import type { Plugin } from '../lib/skel/index.ts';
+import type { NetConf } from '../lib/spec/index.ts';
+
+type Loader = () => Promise<Plugin<NetConf>>;
+
+export const PLUGINS: Record<string, Loader> = {
+  none: async () => (await import('./none/index.ts')).nonePlugin,
+  loopback: async () => (await import('./none/index.ts')).nonePlugin,
+  host: async () => (await import('./host/index.ts')).hostPlugin,
+};
+
+export const PLUGIN_NAMES = Object.keys(PLUGINS);
+
+export function isPlugin(name: string | undefined): name is string {
+  return name !== undefined && Object.hasOwn(PLUGINS, name);
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Everything cnikit's build, tests, demo and benchmarks need on a fresh
+# Debian machine of this kind (as root): Debian packages, then npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(iproute2 iptables nftables conntrack util-linux iputils-ping containernetworking-plugins)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
