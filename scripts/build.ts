@@ -13,7 +13,7 @@ mkdirSync(join(dist, 'bin'), { recursive: true });
 
 const r = spawnSync(
   process.execPath,
-  ['build', '--compile', '--minify', '--bytecode', join(root, 'main.ts'), '--outfile', join(dist, 'cnikit')],
+  ['build', '--compile', '--minify', '--bytecode', '--format=esm', join(root, 'main.ts'), '--outfile', join(dist, 'cnikit')],
   { stdio: 'inherit', cwd: root },
 );
 if (r.status !== 0) process.exit(r.status ?? 1);
