@@ -4,8 +4,13 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, type JSONSchema } from 'json-schema-to-typescript';
-import Ajv from 'ajv';
-import standaloneCode from 'ajv/dist/standalone/index.js';
+import { Ajv } from 'ajv';
+import standalone from 'ajv/dist/standalone/index.js';
+
+// CommonJS default export seen through NodeNext typings.
+type StandaloneCode = typeof standalone.default;
+const standaloneCode: StandaloneCode =
+  (standalone as { default?: StandaloneCode }).default ?? (standalone as unknown as StandaloneCode);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schemaDir = join(root, 'lib/spec/schemas');

@@ -16,5 +16,11 @@ export async function openLogger(file: string | undefined, bindings: Record<stri
   if (!file) return nullLogger;
   const { pino } = await import('pino');
   const dest = pino.destination({ dest: file, sync: true, mkdir: true });
-  return pino({ level: process.env.CNIKIT_LOG_LEVEL ?? 'info', base: { pid: process.pid, ...bindings } }, dest);
+  const p = pino({ level: process.env.CNIKIT_LOG_LEVEL ?? 'info', base: { pid: process.pid, ...bindings } }, dest);
+  return {
+    debug: (o, m) => p.debug(o, m),
+    info: (o, m) => p.info(o, m),
+    warn: (o, m) => p.warn(o, m),
+    error: (o, m) => p.error(o, m),
+  };
 }
