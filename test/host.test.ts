@@ -11,9 +11,10 @@ const listeners: ChildProcess[] = [];
 
 beforeAll(() => {
   lab = Lab.create();
-  lab.ip(['link', 'add', 'dummy0', 'type', 'dummy']);
-  lab.ip(['addr', 'add', '192.0.2.10/24', 'dev', 'dummy0']);
-  lab.ip(['link', 'set', 'dummy0', 'up']);
+  // A veth end stands in for a host NIC (the dummy module may be absent).
+  lab.ip(['link', 'add', 'nic0', 'type', 'veth', 'peer', 'name', 'nic1']);
+  lab.ip(['addr', 'add', '192.0.2.10/24', 'dev', 'nic0']);
+  lab.ip(['link', 'set', 'nic0', 'up']);
 });
 afterAll(() => {
   for (const l of listeners) l.kill('SIGKILL');
@@ -52,9 +53,9 @@ describe('host', () => {
     expect(r.status).toBe(0);
     expect(validateResult(r.out)).toBe(true);
     const names = r.out.interfaces.map((i: { name: string }) => i.name);
-    expect(names).toEqual(expect.arrayContaining(['lo', 'dummy0']));
-    const dummy = names.indexOf('dummy0');
-    expect(r.out.ips).toContainEqual({ address: '192.0.2.10/24', interface: dummy });
+    expect(names).toEqual(expect.arrayContaining(['lo', 'nic0']));
+    const nic = names.indexOf('nic0');
+    expect(r.out.ips).toContainEqual({ address: '192.0.2.10/24', interface: nic });
     for (const i of r.out.interfaces) expect(i.sandbox).toBeUndefined();
   });
 
