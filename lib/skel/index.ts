@@ -1,7 +1,6 @@
 // The CNI protocol around a plugin: environment and stdin in, one result or
 // error object out, exit status. Plugins only implement the commands.
-import { readFileSync, writeSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { readFileSync, writeSync, fstatSync } from 'node:fs';
 import type { ValidateFunction } from 'ajv';
 import type { NetConf, Result, Attachment } from '../spec/index.ts';
 import { validationError } from '../spec/index.ts';
@@ -53,7 +52,9 @@ export interface Io {
 
 export const processIo: Io = {
   env: process.env,
-  readStdin: () => (isatty(0) ? '' : readFileSync(0, 'utf8')),
+  // A terminal (a character device; /dev/null reads empty anyway) would block:
+  // treat it as no input. Not node:tty, whose import costs ~2.5 ms under Bun.
+  readStdin: () => (fstatSync(0).isCharacterDevice() ? '' : readFileSync(0, 'utf8')),
   writeStdout: (text) => {
     // Synchronous write: the process may exit right after.
     const buf = Buffer.from(text);
