@@ -1,6 +1,7 @@
 // `npm run bench [-- suite...]`: cnikit against the reference plugins
 // (Debian containernetworking-plugins, /usr/lib/cni), side by side.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchLab, execPlugin, machine, measure, table } from './harness.ts';
@@ -16,6 +17,20 @@ for (const p of [join(OURS, 'none'), join(REF, 'loopback')]) {
 
 type Suite = (lab: BenchLab) => string;
 
+/**
+ * The floor of the process model: an empty program compiled the way
+ * dist/cnikit is. What a cnikit exec costs above it is cnikit's own work.
+ */
+function buildFloor(): string {
+  const dir = join(root, 'bench/out');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'floor.ts'), 'process.exit(0);\n');
+  const out = join(dir, 'floor');
+  const r = spawnSync(process.execPath, ['build', '--compile', '--minify', '--bytecode', '--format=esm', join(dir, 'floor.ts'), '--outfile', out], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`building the floor program failed: ${r.stderr}`);
+  return out;
+}
+
 const loConf = JSON.stringify({ cniVersion: '1.0.0', name: 'bench-lo', type: 'loopback' });
 
 const suites: Record<string, Suite> = {
@@ -25,6 +40,7 @@ const suites: Record<string, Suite> = {
       [
         { name: 'cnikit none', run: run(join(OURS, 'none')) },
         { name: 'reference loopback', run: run(join(REF, 'loopback')) },
+        { name: 'empty Bun-compiled program (floor)', run: run(buildFloor()) },
       ],
       ROUNDS,
     );
