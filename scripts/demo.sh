@@ -28,7 +28,7 @@ ip -n "$ctr" -br addr show lo
 ip netns exec "$ctr" ping -c1 -W1 127.0.0.1 | grep -E 'bytes from|transmitted'
 
 step "host (Docker --net host): the container shares the lab host's network"
-inlab ip link add demo0 type dummy
+inlab ip link add demo0 type veth peer name demo1
 inlab ip addr add 192.0.2.1/24 dev demo0
 echo '{"cniVersion":"1.1.0","name":"host","type":"host"}' |
   inlab env CNI_COMMAND=ADD CNI_CONTAINERID=web2 CNI_NETNS="/run/netns/$lab" CNI_IFNAME=eth0 CNI_PATH="$bin" "$bin/host"
