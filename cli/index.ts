@@ -2,8 +2,7 @@
 import { Command } from 'commander';
 import { SUPPORTED_VERSIONS } from '../lib/skel/index.ts';
 import { PLUGIN_NAMES } from '../plugins/registry.ts';
-
-
+import { install } from './install.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command('cnikit')
@@ -21,11 +20,23 @@ export async function runCli(argv: string[]): Promise<number> {
     .action(() => {
       process.stdout.write(PLUGIN_NAMES.join('\n') + '\n');
     });
+  program
+    .command('install')
+    .description('install the executable and a link per plugin into a CNI bin directory')
+    .option('--dir <dir>', 'CNI bin directory', '/opt/cni/bin')
+    .option('--force', 'replace plugins of the same names that are not cnikit\'s')
+    .action((opts: { dir: string; force?: boolean }) => {
+      const r = install(process.execPath, opts.dir, { force: opts.force });
+      process.stdout.write(`installed ${r.executable} and ${PLUGIN_NAMES.join(', ')}\n`);
+    });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return typeof code === 'number' ? code : 1;
+    // Commander has already printed its own usage errors.
+    const code = (e as { exitCode?: unknown }).exitCode;
+    if (typeof code === 'number') return code;
+    process.stderr.write(`cnikit: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
   }
 }
