@@ -1,0 +1,56 @@
+// Running the firewall tools: argument arrays and stdin only, never a shell.
+// The child inherits the calling thread's network namespace, so inside
+// withNetns() the tools act on that namespace.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { FirewallError } from './types.ts';
+
+export interface ToolResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+// Runtimes often exec plugins with a minimal PATH; the tools live in sbin.
+const FALLBACK_DIRS = ['/usr/sbin', '/sbin', '/usr/local/sbin', '/usr/bin', '/bin'];
+const resolved = new Map<string, string | null>();
+
+/** The absolute path of a tool on PATH (or in the sbin directories), or undefined. */
+export function findTool(name: string): string | undefined {
+  const cached = resolved.get(name);
+  if (cached !== undefined) return cached ?? undefined;
+  const dirs = [...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...FALLBACK_DIRS];
+  let found: string | null = null;
+  for (const dir of dirs) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      found = p;
+      break;
+    } catch {
+      // not here
+    }
+  }
+  resolved.set(name, found);
+  return found ?? undefined;
+}
+
+export function runTool(name: string, args: readonly string[], input = ''): ToolResult {
+  const path = findTool(name);
+  if (!path) throw new FirewallError(`${name} is not installed (looked in PATH and ${FALLBACK_DIRS.join(', ')})`);
+  const r = spawnSync(path, args, { input, encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
+  if (r.error) throw new FirewallError(`cannot run ${name}: ${r.error.message}`);
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the tool and throws a FirewallError with its stderr when it fails. */
+export function mustRun(name: string, args: readonly string[], input = '', what = `${name} ${args.join(' ')}`): string {
+  const r = runTool(name, args, input);
+  if (r.status !== 0) throw new FirewallError(`${what} failed: ${firstLine(r.stderr)}`, r.stderr);
+  return r.stdout;
+}
+
+export function firstLine(s: string): string {
+  return s.split('\n').find((l) => l.trim() !== '' && !l.startsWith('# Warning'))?.trim() ?? '(no message)';
+}

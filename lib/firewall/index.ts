@@ -1,0 +1,50 @@
+// lib/firewall: one interface, two backends (iptables-restore, nft). The
+// plugins state intents (masquerade, isolation, port mappings); the backend
+// turns them into rules of its own layout (see iptables.ts and nftables.ts).
+import { existsSync, realpathSync } from 'node:fs';
+import { findTool } from './exec.ts';
+import { IptablesFirewall } from './iptables.ts';
+import { NftablesFirewall } from './nftables.ts';
+import { FirewallError, type Backend, type Firewall } from './types.ts';
+
+export * from './types.ts';
+
+/**
+ * Whether the iptables tools can work here, without running them (an exec
+ * costs milliseconds on every ADD): iptables-restore must be installed, and
+ * the legacy variant also needs the kernel's x_tables (the nf_tables variant
+ * only needs nf_tables, like nft).
+ */
+function iptablesUsable(): boolean {
+  const path = findTool('iptables-restore');
+  if (!path) return false;
+  let target = path;
+  try {
+    target = realpathSync(path);
+  } catch {
+    // keep the name as found
+  }
+  if (/legacy/.test(target)) return existsSync('/proc/net/ip_tables_names');
+  return true;
+}
+
+/**
+ * The backend when the configuration names none, as the reference plugins
+ * choose: iptables when it is usable, else nftables when nft is installed.
+ */
+export function detectBackend(): Backend {
+  if (iptablesUsable()) return 'iptables';
+  if (findTool('nft')) return 'nftables';
+  throw new FirewallError('neither iptables-restore nor nft is installed: cannot set up firewall rules');
+}
+
+const instances = new Map<Backend, Firewall>();
+
+/** The firewall of the given backend, or of the detected one. Cheap: nothing is run until an operation. */
+export function openFirewall(backend?: Backend): Firewall {
+  const b = backend ?? detectBackend();
+  if (b !== 'iptables' && b !== 'nftables') throw new FirewallError(`unknown firewall backend "${String(b)}" (iptables or nftables)`);
+  let fw = instances.get(b);
+  if (!fw) instances.set(b, (fw = b === 'iptables' ? new IptablesFirewall() : new NftablesFirewall()));
+  return fw;
+}

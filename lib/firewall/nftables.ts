@@ -1,0 +1,522 @@
+// The nftables backend: one `nft -f -` transaction per operation, in one
+// `inet` table for both families.
+//
+// Layout (table inet cnikit):
+//   chain postrouting  nat/srcnat:   ct status dnat ip daddr vmap @portsnat4; (ip6 …@portsnat6)
+//                                    ip saddr vmap @masq4; ip6 saddr vmap @masq6
+//   chain prerouting   nat/dstnat:   fib daddr type local jump hostports
+//   chain output       nat/-100:     fib daddr type local jump hostports
+//   chain hostports                  dnat ip to ip daddr . meta l4proto . th dport map @ports4ip
+//                                    dnat ip to meta l4proto . th dport map @ports4   (and the ip6 pair)
+//   chain forward      filter:       iifname vmap @net
+//   map masq4/6        container address → goto masq-<subnet>     (chain: ip daddr != { SUBNET, 224.0.0.0/4 } masquerade)
+//   map masqowner4/6   container address → owner tag (network and attachment hashes as an IPv6 value)
+//   map ports4/6       proto . host port → container address . port            (any host address)
+//   map ports4ip/6ip   host address . proto . host port → container address . port
+//   map portowner4/6   container address → owner tag
+//   map portsnat4/6    container address → goto psnat-<subnet> (ip saddr { SUBNET, 127.0.0.0/8 } masquerade) | goto pmasqall
+//   set bridges, isolated; map net  bridge → jump net-<bridge>-<policy>
+//
+// A container is only map elements, so an ADD or DEL costs the same with 10
+// or 10,000 containers, and matching a connection is one hash lookup, not a
+// walk over rules. Ownership: an address can move from a dead attachment to
+// a new one before the old one's DEL arrives; every DEL therefore starts with
+// `add element <owner map> { ADDR : OWN-TAG }`, which the kernel refuses
+// (EEXIST) when the element holds another owner's tag — and then the DEL
+// leaves that address alone. Re-adding an identical element is a no-op, so
+// ADD is idempotent.
+import { type Prefix, formatIP, formatPrefix, networkOf, parseIP, compareIP } from '../ip/index.ts';
+import {
+  validateKey, validateEntries, validatePolicy, validateBridge, networkTag, attachmentTag, bridgeTag, policyTag,
+  subnetTag, describeKey, multicastOf,
+} from './names.ts';
+import {
+  TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type ChainText,
+} from './nft.ts';
+import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
+import {
+  FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
+  type RemovedAttachment, type SetupOp,
+} from './types.ts';
+
+const SETS: ReadonlyArray<readonly [name: string, type: string]> = [
+  ['masq4', 'ipv4_addr : verdict'],
+  ['masq6', 'ipv6_addr : verdict'],
+  ['masqowner4', 'ipv4_addr : ipv6_addr'],
+  ['masqowner6', 'ipv6_addr : ipv6_addr'],
+  ['ports4', 'inet_proto . inet_service : ipv4_addr . inet_service'],
+  ['ports4ip', 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service'],
+  ['ports6', 'inet_proto . inet_service : ipv6_addr . inet_service'],
+  ['ports6ip', 'ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service'],
+  ['portowner4', 'ipv4_addr : ipv6_addr'],
+  ['portowner6', 'ipv6_addr : ipv6_addr'],
+  ['portsnat4', 'ipv4_addr : verdict'],
+  ['portsnat6', 'ipv6_addr : verdict'],
+  ['bridges', 'ifname'],
+  ['isolated', 'ifname'],
+  ['net', 'ifname : verdict'],
+];
+
+interface ChainDef {
+  name: string;
+  hook?: string;
+  comment?: string;
+  rules: string[];
+}
+
+// Order matters: a chain must exist before a rule jumps to it.
+const BASE_CHAINS: readonly ChainDef[] = [
+  {
+    name: 'hostports',
+    rules: [
+      'dnat ip to ip daddr . meta l4proto . th dport map @ports4ip',
+      'dnat ip to meta l4proto . th dport map @ports4',
+      'dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6ip',
+      'dnat ip6 to meta l4proto . th dport map @ports6',
+    ],
+  },
+  { name: 'prerouting', hook: 'type nat hook prerouting priority dstnat; policy accept;', rules: ['fib daddr type local jump hostports'] },
+  { name: 'output', hook: 'type nat hook output priority -100; policy accept;', rules: ['fib daddr type local jump hostports'] },
+  {
+    name: 'postrouting',
+    hook: 'type nat hook postrouting priority srcnat; policy accept;',
+    rules: [
+      'ct status dnat ip daddr vmap @portsnat4',
+      'ct status dnat ip6 daddr vmap @portsnat6',
+      'ip saddr vmap @masq4',
+      'ip6 saddr vmap @masq6',
+    ],
+  },
+  { name: 'forward', hook: 'type filter hook forward priority filter; policy accept;', rules: ['iifname vmap @net'] },
+];
+
+const IPKW = { 4: 'ip', 6: 'ip6' } as const;
+
+/** An anonymous set of prefixes in the order nft prints them (ascending), so listings compare equal. */
+function anonSet(items: string[]): string {
+  const sorted = [...items].sort((a, b) => compareIP(parseIP(a.split('/')[0]!), parseIP(b.split('/')[0]!)));
+  return `{ ${sorted.join(', ')} }`;
+}
+
+function masqChain(subnet: Prefix): ChainDef {
+  const f = subnet.ip.family;
+  const net = formatPrefix(networkOf(subnet));
+  return {
+    name: `masq-${subnetTag(subnet)}`,
+    comment: `masquerade ${net}`,
+    rules: [`${IPKW[f]} daddr != ${anonSet([net, multicastOf(f)])} masquerade`],
+  };
+}
+
+function portSnatChain(subnet: Prefix): ChainDef {
+  const f = subnet.ip.family;
+  const net = formatPrefix(networkOf(subnet));
+  const local = f === 4 ? localhostOf(4) : '::1';
+  return { name: `psnat-${subnetTag(subnet)}`, comment: `hairpin and localhost ${net}`, rules: [`${IPKW[f]} saddr ${anonSet([net, local])} masquerade`] };
+}
+
+const MASQ_ALL_CHAIN: ChainDef = { name: 'pmasqall', comment: 'masquerade all DNAT', rules: ['masquerade'] };
+
+function netChainPrefix(bridge: string): string {
+  return `net-${bridgeTag(bridge)}-`;
+}
+
+function netChain(p: NetworkPolicy): ChainDef {
+  const b = `"${p.bridge}"`;
+  return {
+    name: netChainPrefix(p.bridge) + policyTag(p),
+    comment: `bridge ${p.bridge}`,
+    rules: [
+      ...(p.icc ? [] : [`oifname ${b} drop`]),
+      `oifname ${b} return`,
+      `oifname ${p.isolate ? '@bridges' : '@isolated'} drop`,
+    ],
+  };
+}
+
+/** The owner tag: network hash and attachment hash, 128 bits written as an IPv6 value. */
+function ownerTag(key: AttachmentKey): string {
+  return formatIP({ family: 6, value: BigInt(`0x${networkTag(key.network)}${attachmentTag(key.containerId, key.ifname)}`) });
+}
+
+function decodeOwner(v: string): { net: string; att: string } | undefined {
+  try {
+    const hex = parseIP(v).value.toString(16).padStart(32, '0');
+    return { net: hex.slice(0, 16), att: hex.slice(16) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** How an element behaves when the map already holds its key with another value. */
+type Kind = 'owner' | 'replace' | 'conflict' | 'member';
+
+interface Elem {
+  set: string;
+  key: string;
+  data?: string;
+  comment?: string;
+  kind: Kind;
+  describe: string;
+}
+
+function elemText(e: Pick<Elem, 'key' | 'data' | 'comment'>): string {
+  return `${e.key}${e.comment ? ` comment "${e.comment}"` : ''}${e.data !== undefined ? ` : ${e.data}` : ''}`;
+}
+
+interface Compiled {
+  chains: ChainDef[];
+  elems: Elem[];
+  /** Bridges whose policy this request sets (old policy chains and isolated membership are cleaned). */
+  policies: NetworkPolicy[];
+}
+
+function compileMasq(key: AttachmentKey, entries: readonly MasqEntry[], out: Compiled): void {
+  validateKey(key);
+  validateEntries(entries);
+  const own = ownerTag(key);
+  for (const e of entries) {
+    const f = e.address.family;
+    const chain = masqChain(e.subnet);
+    const addr = formatIP(e.address);
+    out.chains.push(chain);
+    out.elems.push({ set: `masqowner${f}`, key: addr, data: own, comment: describeKey(key), kind: 'owner', describe: `masquerade owner of ${addr}` });
+    out.elems.push({ set: `masq${f}`, key: addr, data: `goto ${chain.name}`, kind: 'replace', describe: `masquerade of ${addr}` });
+  }
+}
+
+function mappingKey(m: ReturnType<typeof flattenPorts>[number]['mappings'][number]): { set: string; key: string } {
+  const base = `${m.protocol} . ${m.hostPort}`;
+  return m.hostIP ? { set: `ports${m.family}ip`, key: `${formatIP(m.hostIP)} . ${base}` } : { set: `ports${m.family}`, key: base };
+}
+
+function portSnatTarget(req: PortMappingRequest, subnet: Prefix): ChainDef | undefined {
+  if (req.masqAll) return MASQ_ALL_CHAIN;
+  if (req.snat ?? true) return portSnatChain(subnet);
+  return undefined;
+}
+
+function compilePorts(key: AttachmentKey, req: PortMappingRequest, out: Compiled): void {
+  validateKey(key);
+  const own = ownerTag(key);
+  for (const p of flattenPorts(req)) {
+    const cip = formatIP(p.container);
+    out.elems.push({ set: `portowner${p.family}`, key: cip, data: own, comment: describeKey(key), kind: 'owner', describe: `port owner of ${cip}` });
+    for (const m of p.mappings) {
+      const k = mappingKey(m);
+      out.elems.push({ ...k, data: `${cip} . ${m.containerPort}`, kind: 'conflict', describe: `host port ${describeMapping(m)}` });
+    }
+    const snat = portSnatTarget(req, p.subnet);
+    if (snat) {
+      out.chains.push(snat);
+      out.elems.push({ set: `portsnat${p.family}`, key: cip, data: `goto ${snat.name}`, kind: 'replace', describe: `port SNAT of ${cip}` });
+    }
+  }
+}
+
+function compileNetwork(p: NetworkPolicy, out: Compiled): void {
+  validatePolicy(p);
+  const chain = netChain(p);
+  const b = `"${p.bridge}"`;
+  out.chains.push(chain);
+  out.policies.push(p);
+  out.elems.push({ set: 'bridges', key: b, kind: 'member', describe: `bridge ${p.bridge} in @bridges` });
+  if (p.isolate) out.elems.push({ set: 'isolated', key: b, kind: 'member', describe: `bridge ${p.bridge} in @isolated` });
+  out.elems.push({ set: 'net', key: b, data: `jump ${chain.name}`, kind: 'replace', describe: `policy of bridge ${p.bridge}` });
+}
+
+function compile(ops: readonly SetupOp[]): Compiled {
+  const out: Compiled = { chains: [], elems: [], policies: [] };
+  for (const op of ops) {
+    if (op.kind === 'masquerade') compileMasq(op.key, op.entries, out);
+    else if (op.kind === 'ports') compilePorts(op.key, op.request, out);
+    else compileNetwork(op.policy, out);
+  }
+  const seen = new Set<string>();
+  out.chains = out.chains.filter((c) => !seen.has(c.name) && seen.add(c.name));
+  return out;
+}
+
+const T = TABLE;
+
+function addElementLine(e: Elem): NftLine<Elem> {
+  return { text: `add element ${T} ${e.set} { ${elemText(e)} }`, tag: e };
+}
+
+/** Lines that create the chain, or make its rules what they should be. */
+function chainLines(def: ChainDef, cur: ChainText | undefined): string[] {
+  const rules = def.rules.map((r) => `add rule ${T} ${def.name} ${r}`);
+  if (!cur) {
+    const spec = [def.hook, def.comment ? `comment "${def.comment}";` : undefined].filter(Boolean).join(' ');
+    // create (not add): when two first ADDs race, one fails and retries instead of doubling the rules.
+    return [`create chain ${T} ${def.name}${spec ? ` { ${spec} }` : ''}`, ...rules];
+  }
+  if (cur.rules.length === def.rules.length && cur.rules.every((r, i) => r === def.rules[i])) return [];
+  return [`flush chain ${T} ${def.name}`, ...rules];
+}
+
+/** The repair transaction: infrastructure as it should be, stale values replaced, then the elements. */
+function repairLines(c: Compiled): NftLine<Elem>[] {
+  const chains = listChains();
+  const elements = chains ? listElements() ?? new Map<string, Map<string, string>>() : new Map<string, Map<string, string>>();
+  const lines: NftLine<Elem>[] = [];
+  const push = (text: string) => lines.push({ text });
+  if (!chains) push(`add table ${T} { comment "cnikit: masquerade, port mappings, bridge isolation"; }`);
+  for (const [name, type] of SETS) push(`add ${type.includes(' : ') ? 'map' : 'set'} ${T} ${name} { type ${type}; }`);
+  for (const def of [...BASE_CHAINS, ...c.chains]) for (const l of chainLines(def, chains?.get(def.name))) push(l);
+  const dropChains = new Set<string>();
+  for (const e of c.elems) {
+    const cur = elements.get(e.set)?.get(normElement(e.key));
+    if (cur === undefined || e.data === undefined || cur === normElement(e.data)) continue;
+    if (e.kind === 'conflict') {
+      throw new FirewallError(`${e.describe} is already published (to ${cur}) by another container`);
+    }
+    push(`delete element ${T} ${e.set} { ${e.key} }`);
+  }
+  for (const p of c.policies) {
+    const keep = netChain(p).name;
+    for (const name of chains?.keys() ?? []) if (name.startsWith(netChainPrefix(p.bridge)) && name !== keep) dropChains.add(name);
+    if (!p.isolate && elements.get('isolated')?.has(p.bridge)) push(`delete element ${T} isolated { "${p.bridge}" }`);
+  }
+  lines.push(...c.elems.map(addElementLine));
+  // Old policy chains go last: only once no element jumps to them.
+  for (const name of dropChains) push(`flush chain ${T} ${name}`), push(`delete chain ${T} ${name}`);
+  return lines;
+}
+
+function setupNft(ops: readonly SetupOp[]): void {
+  const c = compile(ops);
+  if (c.elems.length === 0) return;
+  let r = nftRun(c.elems.map(addElementLine));
+  if (r.ok) return;
+  // First use, a new subnet or policy, or a stale value: read, repair, retry.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    r = nftRun(repairLines(c));
+    if (r.ok) return;
+  }
+  const f = r.failures[0]!;
+  throw new FirewallError(`${f.line?.tag?.describe ?? 'nftables setup'}: ${f.message}`, r.stderr);
+}
+
+// ---- DEL: owner-guarded, already-gone tolerant ----------------------------
+
+interface DelItem {
+  set: string;
+  key: string;
+  data: string;
+  /** When the add-probe fails: 'bare' deletes the key anyway (ours, whatever it holds); 'drop' leaves it (another's). */
+  onProbeFail: 'bare' | 'drop';
+  mode: 'probe' | 'bare' | 'drop';
+}
+
+interface DelGroup {
+  owner: { set: string; key: string; data: string };
+  items: DelItem[];
+  dropped: boolean;
+}
+
+type DelTag = { group: DelGroup; role: 'owner' } | { group: DelGroup; item: DelItem; role: 'probe' | 'bare' };
+
+function delLines(groups: readonly DelGroup[]): NftLine<DelTag>[] {
+  const lines: NftLine<DelTag>[] = [];
+  for (const g of groups) {
+    if (g.dropped) continue;
+    const o = g.owner;
+    lines.push({ text: `add element ${T} ${o.set} { ${o.key} : ${o.data} }`, tag: { group: g, role: 'owner' } });
+    lines.push({ text: `delete element ${T} ${o.set} { ${o.key} }`, tag: { group: g, role: 'owner' } });
+    for (const it of g.items) {
+      if (it.mode === 'drop') continue;
+      if (it.mode === 'probe') {
+        // Adding the exact value first makes the delete succeed when it was already gone,
+        // and fail (EEXIST) when the key now holds something else.
+        lines.push({ text: `add element ${T} ${it.set} { ${it.key} : ${it.data} }`, tag: { group: g, item: it, role: 'probe' } });
+      }
+      lines.push({ text: `delete element ${T} ${it.set} { ${it.key} }`, tag: { group: g, item: it, role: it.mode === 'probe' ? 'probe' : 'bare' } });
+    }
+  }
+  return lines;
+}
+
+function runDel(groups: DelGroup[], what: string): void {
+  for (let attempt = 0; attempt < 4 * groups.length + 8; attempt++) {
+    const lines = delLines(groups);
+    if (lines.length === 0) return;
+    const r = nftRun(lines);
+    if (r.ok) return;
+    for (const f of r.failures) {
+      const t = f.line?.tag;
+      if (!t) throw new FirewallError(`${what} failed: ${f.message}`, r.stderr);
+      if (t.role === 'owner') t.group.dropped = true;
+      else if (t.role === 'probe') t.item.mode = t.item.onProbeFail;
+      else t.item.mode = 'drop';
+    }
+  }
+  throw new FirewallError(`${what} did not converge`);
+}
+
+// ---- checks ----------------------------------------------------------------
+
+function checkCompiled(c: Compiled, extraBase: readonly string[]): void {
+  const chains = listChains();
+  if (!chains) throw new FirewallError(`nftables table ${T} is missing`);
+  for (const def of BASE_CHAINS.filter((b) => extraBase.includes(b.name)).concat(c.chains)) {
+    const cur = chains.get(def.name);
+    if (!cur) throw new FirewallError(`nftables chain ${def.name} is missing`);
+    for (const rule of def.rules) if (!cur.rules.includes(rule)) throw new FirewallError(`rule "${rule}" is missing from nftables chain ${def.name}`);
+  }
+  const got = getElements(c.elems.map((e) => ({ set: e.set, key: e.key })));
+  if ('missing' in got) {
+    const e = c.elems[got.missing];
+    throw new FirewallError(`${e?.describe ?? 'an element'} is missing (${e ? `${e.set} { ${e.key} }` : got.message})`);
+  }
+  c.elems.forEach((e, i) => {
+    if (e.data !== undefined && got.values[i] !== normElement(e.data)) {
+      throw new FirewallError(`${e.describe} is ${got.values[i]}, not ${normElement(e.data)}`);
+    }
+  });
+}
+
+// ---- GC --------------------------------------------------------------------
+
+function gcOwners(
+  prefix: 'masq' | 'port',
+  network: string,
+  keep: ReadonlyArray<{ containerId: string; ifname: string }>,
+): RemovedAttachment[] {
+  const keepTags = new Set(keep.map((k) => attachmentTag(k.containerId, k.ifname)));
+  const net = networkTag(network);
+  for (let attempt = 0; ; attempt++) {
+    const chains = listChains();
+    const elements = chains ? listElements() : undefined;
+    if (!chains || !elements) return [];
+    const removed = new Map<string, RemovedAttachment>();
+    const lines: string[] = [];
+    const gone = new Map<string, Set<string>>();
+    const del = (set: string, key: string) => {
+      lines.push(`delete element ${T} ${set} { ${key} }`);
+      (gone.get(set) ?? gone.set(set, new Set()).get(set)!).add(key);
+    };
+    for (const f of [4, 6] as const) {
+      const ownerSet = `${prefix}owner${f}`;
+      for (const [addr, tag] of elements.get(ownerSet) ?? []) {
+        const o = decodeOwner(tag);
+        if (!o || o.net !== net || keepTags.has(o.att)) continue;
+        const r = removed.get(o.att) ?? { tag: o.att, addresses: [] };
+        r.addresses.push(parseIP(addr));
+        removed.set(o.att, r);
+        del(ownerSet, addr);
+        if (prefix === 'masq') {
+          if (elements.get(`masq${f}`)?.has(addr)) del(`masq${f}`, addr);
+        } else {
+          for (const set of [`ports${f}`, `ports${f}ip`]) {
+            // Normalized keys (address . proto . port) are valid nft input as they are.
+            for (const [k, v] of elements.get(set) ?? []) if (v.split(' . ')[0] === addr) del(set, k);
+          }
+          if (elements.get(`portsnat${f}`)?.has(addr)) del(`portsnat${f}`, addr);
+        }
+      }
+    }
+    // Per-subnet chains nothing jumps to any more.
+    const chainPrefix = prefix === 'masq' ? 'masq-' : 'psnat-';
+    const used = new Set<string>();
+    for (const f of [4, 6]) {
+      const set = prefix === 'masq' ? `masq${f}` : `portsnat${f}`;
+      for (const [k, v] of elements.get(set) ?? []) if (!gone.get(set)?.has(k)) used.add(v.replace(/^goto /, ''));
+    }
+    for (const name of chains.keys()) {
+      if (name.startsWith(chainPrefix) && !used.has(name)) lines.push(`flush chain ${T} ${name}`, `delete chain ${T} ${name}`);
+    }
+    const r = nftRun(lines.map((text) => ({ text })));
+    if (r.ok) return [...removed.values()];
+    // A concurrent ADD may have started using a chain we meant to delete: read again.
+    if (attempt >= 3) throw new FirewallError(`nftables GC of network ${network} failed: ${r.failures[0]!.message}`, r.stderr);
+  }
+}
+
+// ---- the backend -----------------------------------------------------------
+
+export class NftablesFirewall implements Firewall {
+  readonly backend = 'nftables' as const;
+
+  addMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
+    setupNft([{ kind: 'masquerade', key, entries }]);
+  }
+
+  delMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
+    validateKey(key);
+    validateEntries(entries);
+    const own = ownerTag(key);
+    const groups: DelGroup[] = entries.map((e) => {
+      const f = e.address.family;
+      const addr = formatIP(e.address);
+      return {
+        owner: { set: `masqowner${f}`, key: addr, data: own },
+        items: [{ set: `masq${f}`, key: addr, data: `goto ${masqChain(e.subnet).name}`, onProbeFail: 'bare', mode: 'probe' }],
+        dropped: false,
+      };
+    });
+    runDel(groups, `removing masquerade for ${describeKey(key)}`);
+  }
+
+  checkMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
+    const c = compile([{ kind: 'masquerade', key, entries }]);
+    checkCompiled(c, ['postrouting']);
+  }
+
+  gcMasquerade(network: string, keep: ReadonlyArray<{ containerId: string; ifname: string }>): RemovedAttachment[] {
+    return gcOwners('masq', network, keep);
+  }
+
+  ensureNetwork(policy: NetworkPolicy): void {
+    setupNft([{ kind: 'network', policy }]);
+  }
+
+  checkNetwork(policy: NetworkPolicy): void {
+    checkCompiled(compile([{ kind: 'network', policy }]), ['forward']);
+  }
+
+  removeNetwork(bridge: string): void {
+    validateBridge(bridge);
+    for (let attempt = 0; ; attempt++) {
+      const chains = listChains();
+      const elements = chains ? listElements() : undefined;
+      if (!chains || !elements) return;
+      const lines: string[] = [];
+      for (const set of ['net', 'bridges', 'isolated']) if (elements.get(set)?.has(bridge)) lines.push(`delete element ${T} ${set} { "${bridge}" }`);
+      for (const name of chains.keys()) if (name.startsWith(netChainPrefix(bridge))) lines.push(`flush chain ${T} ${name}`, `delete chain ${T} ${name}`);
+      const r = nftRun(lines.map((text) => ({ text })));
+      if (r.ok) return;
+      if (attempt >= 3) throw new FirewallError(`removing the rules of bridge ${bridge} failed: ${r.failures[0]!.message}`, r.stderr);
+    }
+  }
+
+  addPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
+    setupNft([{ kind: 'ports', key, request }]);
+  }
+
+  delPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
+    validateKey(key);
+    const own = ownerTag(key);
+    const groups: DelGroup[] = flattenPorts(request).map((p) => {
+      const cip = formatIP(p.container);
+      const items: DelItem[] = p.mappings.map((m) => ({ ...mappingKey(m), data: `${cip} . ${m.containerPort}`, onProbeFail: 'drop', mode: 'probe' }));
+      const snat = portSnatTarget(request, p.subnet);
+      // The SNAT element is keyed by the container address, which the owner check has proven ours.
+      if (snat) items.push({ set: `portsnat${p.family}`, key: cip, data: `goto ${snat.name}`, onProbeFail: 'bare', mode: 'probe' });
+      return { owner: { set: `portowner${p.family}`, key: cip, data: own }, items, dropped: false };
+    });
+    runDel(groups, `removing port mappings for ${describeKey(key)}`);
+  }
+
+  checkPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
+    checkCompiled(compile([{ kind: 'ports', key, request }]), ['hostports', 'prerouting', 'output', 'postrouting']);
+  }
+
+  gcPortMappings(network: string, keep: ReadonlyArray<{ containerId: string; ifname: string }>): RemovedAttachment[] {
+    return gcOwners('port', network, keep);
+  }
+
+  setup(ops: readonly SetupOp[]): void {
+    setupNft(ops);
+  }
+}
