@@ -1,6 +1,7 @@
 // `npm run bench [-- suite...]`: cnikit against the reference plugins
 // (Debian containernetworking-plugins, /usr/lib/cni), side by side.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,52 @@ function buildFloor(): string {
 
 const loConf = JSON.stringify({ cniVersion: '1.0.0', name: 'bench-lo', type: 'loopback' });
 
+const benchDir = mkdtempSync(join(tmpdir(), 'cnikit-bench-'));
+
+/** A bridge + host-local network as a runtime's conflist has it, for one contender. */
+function bridgeConf(tag: string, subnet: string): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `bench-${tag}`,
+    type: 'bridge',
+    bridge: `bbr-${tag}`,
+    isGateway: true,
+    ipMasq: true,
+    ipMasqBackend: 'iptables',
+    dataDir: join(benchDir, tag, 'state'),
+    ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: join(benchDir, tag, 'ipam') },
+  });
+}
+
+/** Bridge then loopback ADD (or DEL in reverse), each a separate exec, as a runtime runs the chain. */
+function chainContender(lab: BenchLab, name: string, dir: string, tag: string, subnet: string, cmd: 'ADD' | 'DEL') {
+  let netns = '';
+  let n = 0;
+  const conf = bridgeConf(tag, subnet);
+  const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: `bench-${tag}-${n}`, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: dir });
+  const add = () => {
+    execPlugin(join(dir, 'bridge'), env('ADD', 'eth0'), conf);
+    execPlugin(join(dir, 'loopback'), env('ADD', 'lo'), loConf);
+  };
+  const del = () => {
+    execPlugin(join(dir, 'loopback'), env('DEL', 'lo'), loConf);
+    execPlugin(join(dir, 'bridge'), env('DEL', 'eth0'), conf);
+  };
+  return {
+    name,
+    setup: () => {
+      n++;
+      netns = lab.container();
+      if (cmd === 'DEL') add();
+    },
+    run: cmd === 'ADD' ? add : del,
+    teardown: () => {
+      if (cmd === 'ADD') del();
+      lab.remove(netns);
+    },
+  };
+}
+
 const suites: Record<string, Suite> = {
   version: () => {
     const run = (bin: string) => () => void execPlugin(bin, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
@@ -64,6 +111,17 @@ const suites: Record<string, Suite> = {
     const del = measure([contender('cnikit none', join(OURS, 'none'), 'DEL'), contender('reference loopback', join(REF, 'loopback'), 'DEL')], ROUNDS);
     return [table('loopback ADD (fresh namespace)', add, 'reference loopback'), table('loopback DEL', del, 'reference loopback')].join('\n');
   },
+  bridge: (lab) => {
+    const pair = (cmd: 'ADD' | 'DEL') => [
+      chainContender(lab, 'cnikit bridge+host-local, loopback', OURS, 'ck', '10.200.0.0/16', cmd),
+      chainContender(lab, 'reference bridge+host-local, loopback', REF, 'ref', '10.201.0.0/16', cmd),
+    ];
+    const ref = 'reference bridge+host-local, loopback';
+    return [
+      table('chain ADD: bridge (ipMasq, iptables) + host-local, then loopback', measure(pair('ADD'), ROUNDS), ref),
+      table('chain DEL: loopback, then bridge + host-local', measure(pair('DEL'), ROUNDS), ref),
+    ].join('\n');
+  },
 };
 
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites);
@@ -77,4 +135,5 @@ try {
   process.stdout.write(`## cnikit vs reference plugins\n\nMachine: ${machine()}. ${ROUNDS} rounds, interleaved.\n\n${out.join('\n')}\n`);
 } finally {
   lab.close();
+  rmSync(benchDir, { recursive: true, force: true });
 }

@@ -9,6 +9,7 @@ export const PLUGINS: Record<string, Loader> = {
   none: async () => (await import('./none/index.ts')).nonePlugin,
   loopback: async () => (await import('./none/index.ts')).nonePlugin,
   host: async () => (await import('./host/index.ts')).hostPlugin,
+  bridge: async () => (await import('./bridge/index.ts')).bridgePlugin,
 };
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS);

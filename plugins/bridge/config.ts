@@ -1,0 +1,77 @@
+// The bridge options with the reference plugin's defaults applied, and the
+// container MAC from wherever the runtime put it.
+import type { BridgeConf } from '../../lib/spec/index.ts';
+import { CniError, ErrorCode, type Invocation } from '../../lib/skel/index.ts';
+import { DEFAULT_DATA_DIR } from './records.ts';
+
+export const DEFAULT_BRIDGE = 'cni0';
+
+export interface BridgeOptions {
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  ipMasq: boolean;
+  ipMasqBackend?: 'iptables' | 'nftables';
+  mtu?: number;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  enableDad: boolean;
+  disableContainerInterface: boolean;
+  isolate: boolean;
+  icc: boolean;
+  dataDir: string;
+  /** MAC for the container interface, if the runtime asked for one. */
+  mac?: string;
+}
+
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+function checkMac(mac: string, where: string): string {
+  if (!MAC.test(mac)) throw new CniError(ErrorCode.InvalidConfig, `invalid MAC address ${JSON.stringify(mac)} in ${where}`);
+  // A multicast MAC (low bit of the first octet) cannot be a unicast interface's address.
+  if (parseInt(mac.slice(0, 2), 16) & 1) throw new CniError(ErrorCode.InvalidConfig, `MAC address ${mac} in ${where} is a multicast address`);
+  return mac.toLowerCase();
+}
+
+function requestedMac(conf: BridgeConf, inv: Invocation): string | undefined {
+  // Precedence as the reference: runtimeConfig, then args.cni, then CNI_ARGS.
+  const fromRuntime = conf.runtimeConfig?.mac;
+  if (fromRuntime) return checkMac(fromRuntime, 'runtimeConfig.mac');
+  const fromArgs = conf.args?.cni?.mac;
+  if (typeof fromArgs === 'string' && fromArgs !== '') return checkMac(fromArgs, 'args.cni.mac');
+  const fromEnv = inv.args.get('MAC');
+  if (fromEnv) return checkMac(fromEnv, 'CNI_ARGS MAC');
+  return undefined;
+}
+
+/** ADD refuses what it cannot do rather than silently doing less. */
+export function refuseUnsupported(conf: BridgeConf): void {
+  if (conf.vlan) {
+    throw new CniError(ErrorCode.UnsupportedField, 'vlan is not supported by cnikit bridge yet', 'field vlan');
+  }
+  if (conf.macspoofchk) {
+    throw new CniError(ErrorCode.UnsupportedField, 'macspoofchk is not supported by cnikit bridge yet', 'field macspoofchk');
+  }
+}
+
+export function resolveOptions(conf: BridgeConf, inv: Invocation): BridgeOptions {
+  const isDefaultGateway = conf.isDefaultGateway ?? false;
+  return {
+    bridge: conf.bridge ?? DEFAULT_BRIDGE,
+    isGateway: (conf.isGateway ?? false) || isDefaultGateway,
+    isDefaultGateway,
+    forceAddress: conf.forceAddress ?? false,
+    ipMasq: conf.ipMasq ?? false,
+    ipMasqBackend: conf.ipMasqBackend,
+    mtu: conf.mtu,
+    hairpinMode: conf.hairpinMode ?? false,
+    promiscMode: conf.promiscMode ?? false,
+    enableDad: conf.enabledad ?? false,
+    disableContainerInterface: conf.disableContainerInterface ?? false,
+    isolate: conf.isolate ?? false,
+    icc: conf.icc ?? true,
+    dataDir: conf.dataDir ?? DEFAULT_DATA_DIR,
+    mac: requestedMac(conf, inv),
+  };
+}

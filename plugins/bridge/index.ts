@@ -1,0 +1,254 @@
+// docker0-style networking: a Linux bridge on the host, a veth pair per
+// container with its end born inside the netns, addresses from IPAM, the
+// gateway on the bridge, outbound masquerade. Every step of ADD is undone if
+// a later one fails; DEL and GC work from the plugin's own records.
+import type { BridgeConf, Result, Route, Attachment } from '../../lib/spec/index.ts';
+import { validateBridgeConf } from '../../lib/spec/validators.gen.js';
+import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
+import { NetnsError } from '../../lib/netns/index.ts';
+import { type Prefix, type IPAddr, type Family, parsePrefix, parseIP, networkOf, formatIP, tryParsePrefix } from '../../lib/ip/index.ts';
+import { openFirewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
+import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.ts';
+import { RecordStore, type AttachmentRecord, type RecordIP } from './records.ts';
+import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import {
+  withNetlink, inNetns, hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
+  deletePair, enableForwarding, type ContainerAddress, type ContainerRoute,
+} from './links.ts';
+
+type Undo = () => unknown;
+
+function keyOf(ctx: Context<BridgeConf>): AttachmentKey {
+  return { network: ctx.conf.name, containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
+}
+
+function masqEntries(ips: RecordIP[]): MasqEntry[] {
+  return ips.map((ip) => {
+    const p = parsePrefix(ip.address);
+    return { address: p.ip, subnet: networkOf(p) };
+  });
+}
+
+function defaultRoute(family: Family): Prefix {
+  return parsePrefix(family === 4 ? '0.0.0.0/0' : '::/0');
+}
+
+/** The container's routes: IPAM's, plus a default route per family via the gateway when isDefaultGateway. */
+function plannedRoutes(o: BridgeOptions, ipam: Result, addrs: ContainerAddress[]): { routes: ContainerRoute[]; result: Route[] } {
+  const gatewayOf = (f: Family): IPAddr | undefined => addrs.find((a) => a.prefix.ip.family === f && a.gateway)?.gateway;
+  const result: Route[] = [...(ipam.routes ?? [])];
+  const routes: ContainerRoute[] = result.map((r) => {
+    const dst = tryParsePrefix(r.dst);
+    if (!dst) throw new CniError(ErrorCode.Internal, `IPAM returned a route to ${JSON.stringify(r.dst)}, which is not a CIDR`);
+    const gw = r.gw ? parseIP(r.gw) : gatewayOf(dst.ip.family);
+    return { dst, gw, mtu: r.mtu, advmss: r.advmss, priority: r.priority, table: r.table, scope: r.scope };
+  });
+  if (o.isDefaultGateway) {
+    for (const f of [4, 6] as const) {
+      const gw = gatewayOf(f);
+      if (!gw) continue;
+      if (routes.some((r) => r.dst.length === 0 && r.dst.ip.family === f)) {
+        throw new CniError(ErrorCode.InvalidConfig, `isDefaultGateway is set but IPAM also returns an IPv${f} default route`);
+      }
+      routes.push({ dst: defaultRoute(f), gw });
+      result.push({ dst: f === 4 ? '0.0.0.0/0' : '::/0', gw: formatIP(gw) });
+    }
+  }
+  return { routes, result };
+}
+
+async function undoAll(ctx: Context<BridgeConf>, undo: Undo[]): Promise<void> {
+  for (const u of undo.reverse()) {
+    try {
+      await u();
+    } catch (e) {
+      ctx.log.error({ err: (e as Error).message }, 'rollback step failed');
+    }
+  }
+}
+
+async function add(ctx: Context<BridgeConf>): Promise<Result> {
+  refuseUnsupported(ctx.conf);
+  const o = resolveOptions(ctx.conf, ctx.inv);
+  const { containerId, ifname, netns } = ctx.inv;
+  const store = new RecordStore(o.dataDir, ctx.conf.name);
+  const hostName = hostVethName(ctx.conf.name, containerId, ifname);
+  const record: AttachmentRecord = { network: ctx.conf.name, containerId, ifname, bridge: o.bridge, hostVeth: hostName, netns, ips: [] };
+  const undo: Undo[] = [];
+  try {
+    // The record comes first: whatever a crash leaves from here on, DEL or GC can find.
+    store.write(record);
+    undo.push(() => store.remove(containerId, ifname));
+
+    const { link: bridge, created } = withNetlink((nl) => ensureBridge(nl, o));
+    if (created) {
+      undo.push(() => withNetlink((nl) => {
+        const ports = nl.links().filter((l) => l.masterIndex === bridge.index);
+        if (ports.length === 0) nl.deleteLink(bridge.index);
+      }));
+    }
+    const host = withNetlink((nl) => createPair(nl, o, bridge, hostName, netns, ifname));
+    undo.push(() => withNetlink((nl) => deletePair(nl, hostName)));
+
+    const ipam = await ipamAdd(ctx);
+    undo.push(() => ipamDel(ctx));
+    const ips = ipam.ips ?? [];
+    const addrs: ContainerAddress[] = ips.map((ip) => ({ prefix: parsePrefix(ip.address), gateway: ip.gateway ? parseIP(ip.gateway) : undefined }));
+    record.ips = ips.map((ip) => (ip.gateway ? { address: ip.address, gateway: ip.gateway } : { address: ip.address }));
+    if (o.ipMasq) record.masqBackend = openFirewall(o.ipMasqBackend).backend;
+    store.write(record);
+
+    const { routes, result: resultRoutes } = plannedRoutes(o, ipam, addrs);
+    const container = configureContainer(netns, ifname, o, addrs, routes);
+
+    if (o.isGateway) {
+      const gateways = addrs.flatMap((a) => (a.gateway ? [{ ip: a.gateway, length: a.prefix.length }] : []));
+      withNetlink((nl) => ensureGatewayAddresses(nl, o, bridge, gateways));
+      enableForwarding(new Set(gateways.map((g) => g.ip.family)));
+    }
+    // One firewall transaction (per family) for everything this ADD needs.
+    const ops: SetupOp[] = [];
+    // Every bridge that uses the firewall is registered, so isolated ones know whom to block.
+    // icc=false is done by bridge port isolation (links.ts), which needs no br_netfilter.
+    if (o.isolate || o.ipMasq) {
+      ops.push({ kind: 'network', policy: { bridge: o.bridge, subnets: addrs.map((a) => networkOf(a.prefix)), isolate: o.isolate, icc: true } });
+    }
+    const entries = masqEntries(record.ips);
+    if (o.ipMasq) ops.push({ kind: 'masquerade', key: keyOf(ctx), entries });
+    if (ops.length > 0) {
+      const fw = openFirewall(record.masqBackend ?? o.ipMasqBackend);
+      fw.setup(ops);
+      if (o.ipMasq) undo.push(() => fw.delMasquerade(keyOf(ctx), entries));
+    }
+
+    // The bridge takes its MAC from its first port: read it now.
+    const bridgeNow = withNetlink((nl) => nl.linkByIndex(bridge.index)) ?? bridge;
+    const result: Result = {
+      cniVersion: ctx.conf.cniVersion,
+      interfaces: [
+        { name: bridgeNow.name, mac: bridgeNow.mac },
+        { name: host.name, mac: host.mac },
+        { name: ifname, mac: container.mac, sandbox: netns },
+      ],
+      ips: ips.map((ip) => ({ ...ip, interface: 2 })),
+      routes: resultRoutes,
+      dns: ctx.conf.dns && Object.keys(ctx.conf.dns).length > 0 ? ctx.conf.dns : (ipam.dns ?? {}),
+    };
+    if (result.routes?.length === 0) delete result.routes;
+    return result;
+  } catch (e) {
+    await undoAll(ctx, undo);
+    throw e;
+  }
+}
+
+/** Removes the links, rules and record of one attachment; each part succeeds when already gone. */
+function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: RecordStore): void {
+  const hostName = record?.hostVeth ?? hostVethName(key.network, key.containerId, key.ifname);
+  withNetlink((nl) => deletePair(nl, hostName));
+  if (netns) {
+    try {
+      // A pair made by another plugin (e.g. the reference bridge before an upgrade) has another host name.
+      inNetns(netns, (nl) => {
+        const link = nl.link(key.ifname);
+        if (link?.kind === 'veth') nl.deleteLink(link.index);
+      });
+    } catch (e) {
+      if (!(e instanceof NetnsError)) throw e;
+    }
+  }
+  const ips = record?.ips.length ? record.ips : fallback.ips;
+  const backend = record?.masqBackend ?? (fallback.masq ? fallback.backend : undefined);
+  if ((record?.masqBackend || fallback.masq) && ips.length > 0) openFirewall(backend).delMasquerade(key, masqEntries(ips));
+  store.remove(key.containerId, key.ifname);
+}
+
+function prevResultIPs(ctx: Context<BridgeConf>): RecordIP[] {
+  const ifaces = ctx.prevResult?.interfaces ?? [];
+  return (ctx.prevResult?.ips ?? [])
+    .filter((ip) => ip.interface === undefined || ifaces[ip.interface]?.name === ctx.inv.ifname)
+    .map((ip) => ({ address: ip.address }));
+}
+
+async function del(ctx: Context<BridgeConf>): Promise<void> {
+  const o = resolveOptions(ctx.conf, ctx.inv);
+  const store = new RecordStore(o.dataDir, ctx.conf.name);
+  const record = store.read(ctx.inv.containerId, ctx.inv.ifname);
+  await ipamDel(ctx);
+  teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq }, ctx.inv.netns || undefined, store);
+}
+
+function checkFailed(msg: string): CniError {
+  return new CniError(ErrorCode.CheckFailed, msg);
+}
+
+async function check(ctx: Context<BridgeConf>): Promise<void> {
+  const o = resolveOptions(ctx.conf, ctx.inv);
+  const { ifname, netns, containerId } = ctx.inv;
+  if (!ctx.prevResult) throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs the prevResult of the ADD');
+  await ipamCheck(ctx);
+  const want = prevResultIPs(ctx);
+  const record = new RecordStore(o.dataDir, ctx.conf.name).read(containerId, ifname);
+  const hostName = record?.hostVeth ?? hostVethName(ctx.conf.name, containerId, ifname);
+
+  inNetns(netns, (nl) => {
+    const link = nl.link(ifname);
+    if (!link) throw checkFailed(`${ifname} does not exist in ${netns}`);
+    if (link.kind !== 'veth') throw checkFailed(`${ifname} in ${netns} is a ${link.kind || 'plain device'}, not a veth`);
+    const declared = ctx.prevResult?.interfaces?.find((i) => i.name === ifname && i.sandbox);
+    if (declared?.mac && declared.mac.toLowerCase() !== link.mac) throw checkFailed(`${ifname} has MAC ${link.mac}, not ${declared.mac}`);
+    const have = new Set(nl.addresses({ index: link.index }).map((a) => a.cidr));
+    for (const ip of want) {
+      const p = parsePrefix(ip.address);
+      if (!have.has(`${formatIP(p.ip)}/${p.length}`)) throw checkFailed(`${ifname} in ${netns} lacks the address ${ip.address}`);
+    }
+    const routes = nl.routes({ index: link.index });
+    for (const r of ctx.prevResult?.routes ?? []) {
+      const dst = networkOf(parsePrefix(r.dst));
+      const found = routes.some((k) => (k.dst?.length ?? 0) === dst.length && (dst.length === 0 || (k.dst && k.dst.ip.value === dst.ip.value && k.family === dst.ip.family)));
+      if (!found) throw checkFailed(`the route to ${r.dst} is missing in ${netns}`);
+    }
+  });
+  withNetlink((nl) => {
+    const host = nl.link(hostName);
+    if (!host) throw checkFailed(`the host end ${hostName} of ${ifname} is missing`);
+    const master = host.masterIndex !== undefined ? nl.linkByIndex(host.masterIndex) : undefined;
+    if (master?.name !== o.bridge) throw checkFailed(`${hostName} is not attached to bridge ${o.bridge}`);
+  });
+  if (o.ipMasq) {
+    try {
+      openFirewall(record?.masqBackend ?? o.ipMasqBackend).checkMasquerade(keyOf(ctx), masqEntries(want));
+    } catch (e) {
+      if (e instanceof CniError) throw e;
+      throw checkFailed((e as Error).message);
+    }
+  }
+}
+
+async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> {
+  const o = resolveOptions(ctx.conf, ctx.inv);
+  const store = new RecordStore(o.dataDir, ctx.conf.name);
+  const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
+  for (const r of store.list()) {
+    if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
+    ctx.log.info({ containerId: r.containerId, ifname: r.ifname }, 'gc: removing a stale attachment');
+    // Not the recorded netns: its path may name another container by now.
+    teardown(r, { network: r.network, containerId: r.containerId, ifname: r.ifname }, { ips: [], masq: false }, undefined, store);
+  }
+  // Rules whose record was lost (a crash between the rule and the record, a wiped data dir).
+  if (o.ipMasq) {
+    const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
+    openFirewall(o.ipMasqBackend).gcMasquerade(ctx.conf.name, keepList);
+  }
+  await ipamGc(ctx);
+}
+
+export const bridgePlugin: Plugin<BridgeConf> = {
+  name: 'bridge',
+  validate: validateBridgeConf,
+  add,
+  check,
+  del,
+  gc,
+  status: ipamStatus,
+};

@@ -1,0 +1,55 @@
+// IPAM by delegation: the `ipam.type` plugin gets the whole network config,
+// as the reference does; cnikit's own IPAM runs in-process (same skel, same
+// on-disk effect), any other is exec'd from CNI_PATH.
+import type { BridgeConf, Result, NetConf } from '../../lib/spec/index.ts';
+import { validationError } from '../../lib/spec/index.ts';
+import { validateResult } from '../../lib/spec/validators.gen.js';
+import { CniError, ErrorCode, toCurrent, type Context, type Command } from '../../lib/skel/index.ts';
+import { delegate, type InProcessResolver } from '../../lib/invoke/index.ts';
+import { PLUGINS, isPlugin } from '../registry.ts';
+
+const inProcess: InProcessResolver = async (type) => (isPlugin(type) ? PLUGINS[type]!() : undefined);
+
+function ipamConf(ctx: Context<BridgeConf>): NetConf {
+  // The IPAM plugin is run with the network's config and its own type.
+  const { prevResult: _drop, ...rest } = ctx.conf;
+  return { ...rest, type: ctx.conf.ipam.type } as NetConf;
+}
+
+function run(ctx: Context<BridgeConf>, command: Command): Promise<unknown> {
+  const args = [...ctx.inv.args].map(([k, v]) => `${k}=${v}`).join(';');
+  return delegate(ipamConf(ctx), {
+    command,
+    containerId: ctx.inv.containerId,
+    netns: ctx.inv.netns,
+    ifname: ctx.inv.ifname,
+    args,
+    path: ctx.inv.path,
+  }, { inProcess });
+}
+
+export async function ipamAdd(ctx: Context<BridgeConf>): Promise<Result> {
+  const raw = await run(ctx, 'ADD');
+  if (raw === null || typeof raw !== 'object') throw new CniError(ErrorCode.Internal, `IPAM plugin ${ctx.conf.ipam.type} returned no result`);
+  const result = toCurrent(raw as Result);
+  const problem = validationError(validateResult, result);
+  if (problem) throw new CniError(ErrorCode.Internal, `IPAM plugin ${ctx.conf.ipam.type} returned an invalid result: ${problem}`);
+  if (!result.ips || result.ips.length === 0) throw new CniError(ErrorCode.Internal, `IPAM plugin ${ctx.conf.ipam.type} returned no IP address`);
+  return result;
+}
+
+export async function ipamDel(ctx: Context<BridgeConf>): Promise<void> {
+  await run(ctx, 'DEL');
+}
+
+export async function ipamCheck(ctx: Context<BridgeConf>): Promise<void> {
+  await run(ctx, 'CHECK');
+}
+
+export async function ipamGc(ctx: Context<BridgeConf>): Promise<void> {
+  await run(ctx, 'GC');
+}
+
+export async function ipamStatus(ctx: Context<BridgeConf>): Promise<void> {
+  await run(ctx, 'STATUS');
+}

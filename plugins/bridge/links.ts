@@ -1,0 +1,176 @@
+// The links of one attachment: the bridge (created or adopted), the veth pair
+// with its container end born inside the netns, and the addresses and routes
+// on both sides.
+import { openSync, closeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { Netlink, NetlinkError, writeSysctl, type Link } from '../../lib/netlink/index.ts';
+import { withNetns } from '../../lib/netns/index.ts';
+import { type Prefix, type IPAddr, networkOf, formatPrefix, contains, equalIP } from '../../lib/ip/index.ts';
+import { CniError, ErrorCode } from '../../lib/skel/index.ts';
+import type { BridgeOptions } from './config.ts';
+
+const EEXIST = 17;
+
+export function inNetns<T>(path: string, fn: (nl: Netlink) => T): T {
+  return withNetns(path, () => withNetlink(fn));
+}
+
+export function withNetlink<T>(fn: (nl: Netlink) => T): T {
+  const nl = Netlink.open();
+  try {
+    return fn(nl);
+  } finally {
+    nl.close();
+  }
+}
+
+/**
+ * The host end's name, derived from the attachment so that a DEL or GC
+ * without records still finds it, and a retry after a crash replaces its own
+ * leftover instead of colliding with it.
+ */
+export function hostVethName(network: string, containerId: string, ifname: string): string {
+  const h = createHash('sha256').update(`${network}\0${containerId}\0${ifname}`).digest('hex');
+  return `veth${h.slice(0, 11)}`;
+}
+
+/** The bridge, created if missing; refuses a non-bridge link of that name. Returns it and whether this call made it. */
+export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; created: boolean } {
+  let link = nl.link(o.bridge);
+  let created = false;
+  if (!link) {
+    try {
+      nl.createBridge(o.bridge, { mtu: o.mtu });
+      created = true;
+    } catch (e) {
+      // A parallel ADD made it first: adopt it.
+      if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
+    }
+    link = nl.link(o.bridge);
+    if (!link) throw new CniError(ErrorCode.Internal, `bridge ${o.bridge} vanished while it was being set up`);
+  }
+  if (link.kind !== 'bridge') {
+    throw new CniError(ErrorCode.InvalidConfig, `${o.bridge} already exists and is not a bridge (it is ${link.kind || 'a plain device'})`);
+  }
+  if (o.promiscMode) nl.setPromisc(link.index, true);
+  if (!link.up) nl.setUp(link.index);
+  return { link, created };
+}
+
+/**
+ * The veth pair: the host end on the bridge, the container end created
+ * directly in the netns under the name the runtime asked for.
+ */
+export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName: string, netns: string, ifname: string): Link {
+  const stale = nl.link(hostName);
+  if (stale) nl.deleteLink(stale.index);
+  const fd = openSync(netns, 'r');
+  try {
+    nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac });
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === EEXIST) {
+      throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
+    }
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
+  const host = nl.link(hostName);
+  if (!host) throw new CniError(ErrorCode.Internal, `veth ${hostName} vanished after it was created`);
+  nl.setMaster(host.index, bridge.index);
+  if (o.hairpinMode) nl.setHairpin(host.index, true);
+  // icc=false: isolated ports of one bridge cannot talk to each other, only to the host.
+  if (!o.icc) nl.setBridgePortIsolated(host.index, true);
+  nl.setUp(host.index);
+  return nl.link(hostName) ?? host;
+}
+
+export interface ContainerAddress {
+  prefix: Prefix;
+  gateway?: IPAddr;
+}
+
+export interface ContainerRoute {
+  dst: Prefix;
+  gw?: IPAddr;
+  mtu?: number;
+  advmss?: number;
+  priority?: number;
+  table?: number;
+  scope?: number;
+}
+
+/** Addresses and routes inside the netns; returns the container link as it ends up. */
+export function configureContainer(
+  netns: string,
+  ifname: string,
+  o: BridgeOptions,
+  addresses: ContainerAddress[],
+  routes: ContainerRoute[],
+): Link {
+  return inNetns(netns, (nl) => {
+    const link = nl.link(ifname);
+    if (!link) throw new CniError(ErrorCode.Internal, `${ifname} is missing in ${netns} right after it was created`);
+    if (!o.enableDad && addresses.some((a) => a.prefix.ip.family === 6)) {
+      // Without DAD the address is usable at once; a duplicate is IPAM's business.
+      writeSysctl(`net/ipv6/conf/${ifname}/accept_dad`, '0');
+    }
+    for (const a of addresses) nl.addAddress(link.index, a.prefix, { noDad: !o.enableDad });
+    if (o.disableContainerInterface) return nl.link(ifname) ?? link;
+    nl.setUp(link.index);
+    for (const r of routes) {
+      try {
+        nl.addRoute({ ...r, index: link.index });
+      } catch (e) {
+        // The kernel already made this one (the prefix route of an address).
+        if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
+      }
+    }
+    return nl.link(ifname) ?? link;
+  });
+}
+
+/**
+ * Gives the bridge the gateway address of each subnet. Another address of the
+ * same subnet on the bridge is an error unless forceAddress, which replaces it.
+ * Returns the addresses this call added.
+ */
+export function ensureGatewayAddresses(nl: Netlink, o: BridgeOptions, bridge: Link, gateways: Prefix[]): Prefix[] {
+  const added: Prefix[] = [];
+  const present = nl.addresses({ index: bridge.index });
+  for (const gw of gateways) {
+    if (present.some((a) => equalIP(a.address, gw.ip) && a.prefix.length === gw.length)) continue;
+    const clash = present.find((a) => a.family === gw.ip.family && a.scope === 0 && contains(networkOf(gw), a.address));
+    if (clash) {
+      if (!o.forceAddress) {
+        throw new CniError(ErrorCode.InvalidConfig, `bridge ${o.bridge} already has ${clash.cidr}, not the gateway ${formatPrefix(gw)} (set forceAddress to replace it)`);
+      }
+      nl.deleteAddress(bridge.index, clash.prefix);
+    }
+    try {
+      nl.addAddress(bridge.index, gw, { noDad: true });
+      added.push(gw);
+    } catch (e) {
+      if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
+    }
+  }
+  return added;
+}
+
+/** Deletes the host end (and with it the container end) if it exists. */
+export function deletePair(nl: Netlink, hostName: string): boolean {
+  const link = nl.link(hostName);
+  if (!link || link.kind !== 'veth') return false;
+  try {
+    nl.deleteLink(link.index);
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === 19 /* ENODEV: a parallel DEL */) return false;
+    throw e;
+  }
+  return true;
+}
+
+export function enableForwarding(families: Set<4 | 6>): void {
+  if (families.has(4)) writeSysctl('net/ipv4/ip_forward', '1');
+  if (families.has(6)) writeSysctl('net/ipv6/conf/all/forwarding', '1');
+}

@@ -1,0 +1,288 @@
+// The bridge plugin as a runtime uses it, in a lab host namespace with real
+// traffic: containers on one bridge, an "outside" namespace behind the lab
+// host for masquerade, isolation between networks, and leak checks after DEL.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Lab } from './lab.ts';
+import { bin, BIN } from './dist.ts';
+import { startPeerServer, tcpAsk, ping } from './net.ts';
+import { validateResult } from '../lib/spec/validators.gen.js';
+
+// TEMP until cnikit host-local lands
+const CNI_PATH = process.env.BRIDGE_TEST_PATH ?? BIN;
+let lab: Lab;
+let outside: string;
+const servers: ChildProcess[] = [];
+
+const BACKENDS = ['iptables', 'nftables'] as const;
+type Backend = (typeof BACKENDS)[number];
+
+beforeAll(async () => {
+  lab = Lab.create();
+  // The "outside world": one more namespace of this run, behind the lab host.
+  outside = `/run/netns/${lab.addNetns('out')}`;
+  const outName = outside.replace('/run/netns/', '');
+  lab.ip(['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outName]);
+  lab.ip(['addr', 'add', '203.0.113.1/24', 'dev', 'uplink0']);
+  lab.ip(['link', 'set', 'uplink0', 'up']);
+  lab.ip(['addr', 'add', '203.0.113.2/24', 'dev', 'eth0'], outside);
+  lab.ip(['link', 'set', 'eth0', 'up'], outside);
+  lab.ip(['link', 'set', 'lo', 'up'], outside);
+  // No route back to any container subnet: only masquerade lets replies return.
+  await startPeerServer(outside, 'tcp', '203.0.113.2', 8080, servers);
+});
+
+afterAll(() => {
+  for (const s of servers) s.kill('SIGKILL');
+  lab?.destroy();
+});
+
+let nets = 0;
+interface Net {
+  name: string;
+  bridge: string;
+  conf: Record<string, unknown>;
+  ipamDir: string;
+  stateDir: string;
+}
+
+function network(opts: { subnet: string; subnet6?: string; backend?: Backend; extra?: Record<string, unknown>; rangeEnd?: string }): Net {
+  const n = nets++;
+  const name = `net${n}`;
+  const bridge = `ckbr${n}`;
+  const ipamDir = join(lab.dir, 'ipam');
+  const stateDir = join(lab.dir, 'state');
+  const ranges: object[][] = [[{ subnet: opts.subnet, ...(opts.rangeEnd ? { rangeEnd: opts.rangeEnd } : {}) }]];
+  if (opts.subnet6) ranges.push([{ subnet: opts.subnet6 }]);
+  const conf = {
+    cniVersion: process.env.BRIDGE_TEST_VERSION ?? '1.1.0',
+    name,
+    type: 'bridge',
+    bridge,
+    isGateway: true,
+    isDefaultGateway: true,
+    ipMasq: true,
+    ipMasqBackend: opts.backend ?? 'iptables',
+    dataDir: stateDir,
+    ipam: { type: 'host-local', ranges, dataDir: ipamDir },
+    ...opts.extra,
+  };
+  return { name, bridge, conf, ipamDir, stateDir };
+}
+
+interface Attached {
+  netns: string;
+  id: string;
+  result: { interfaces: { name: string; mac: string; sandbox?: string }[]; ips: { address: string; gateway?: string; interface?: number }[] };
+  v4: string;
+  v6?: string;
+}
+
+let ids = 0;
+function call(net: Net, command: string, netns: string | undefined, id: string, extra: Record<string, unknown> = {}, ifname = 'eth0') {
+  return lab.plugin(bin('bridge'), { command, containerId: id, netns, ifname, path: CNI_PATH, config: { ...net.conf, ...extra } });
+}
+
+function attach(net: Net, extra: Record<string, unknown> = {}): Attached {
+  const netns = lab.container();
+  const id = `ctr${ids++}`;
+  const r = call(net, 'ADD', netns, id, extra);
+  expect(r.stdout + r.stderr).not.toContain('"code"');
+  expect(r.status).toBe(0);
+  const result = JSON.parse(r.stdout) as Attached['result'];
+  expect(validateResult(result)).toBe(true);
+  const addr = (f: 4 | 6) => result.ips.find((ip) => ip.address.includes(f === 4 ? '.' : ':'))?.address.split('/')[0];
+  return { netns, id, result, v4: addr(4)!, v6: addr(6) };
+}
+
+function hostVeths(): string[] {
+  const links = JSON.parse(lab.ip(['-j', '-d', 'link', 'show'])) as { ifname: string; linkinfo?: { info_kind?: string } }[];
+  return links.filter((l) => l.linkinfo?.info_kind === 'veth' && l.ifname !== 'uplink0').map((l) => l.ifname);
+}
+
+/** Firewall lines of the lab host that name this address (10.0.0.2 does not match 10.0.0.20). */
+function rulesMentioning(address: string): string[] {
+  const ipt = lab.exec('iptables-save', []).stdout + lab.exec('ip6tables-save', []).stdout;
+  const nft = lab.exec('nft', ['list', 'ruleset']).stdout;
+  const re = new RegExp(`${address.replace(/[.]/g, '\\.')}(?![0-9a-f.:])`);
+  return (ipt + nft).split('\n').filter((l) => re.test(l));
+}
+
+function leases(net: Net): string[] {
+  const dir = join(net.ipamDir, net.name);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /^[0-9a-f.:]+$/.test(f) && (f.includes('.') || f.includes(':')));
+}
+
+function records(net: Net): string[] {
+  const dir = join(net.stateDir, 'bridge', net.name);
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+function expectNothingLeft(net: Net, a: { v4: string; v6?: string; id: string }): void {
+  expect(hostVeths()).toEqual([]);
+  expect(rulesMentioning(a.v4)).toEqual([]);
+  if (a.v6) expect(rulesMentioning(a.v6)).toEqual([]);
+  expect(leases(net)).toEqual([]);
+  expect(records(net)).toEqual([]);
+}
+
+describe.each(BACKENDS)('bridge with %s masquerade', (backend) => {
+  const base = backend === 'iptables' ? 40 : 50;
+
+  it('connects two containers to each other and to the gateway, IPv4 and IPv6', () => {
+    const net = network({ subnet: `10.${base}.1.0/24`, subnet6: `fd00:${base}:1::/64`, backend });
+    const a = attach(net);
+    const b = attach(net);
+    expect(a.result.interfaces.map((i) => i.name)).toEqual([net.bridge, expect.stringMatching(/^veth/), 'eth0']);
+    expect(a.result.interfaces[2]!.sandbox).toBe(a.netns);
+    expect(a.result.ips).toContainEqual({ address: `${a.v4}/24`, gateway: `10.${base}.1.1`, interface: 2 });
+    expect(ping(lab, a.netns, b.v4)).toBe(true);
+    expect(ping(lab, a.netns, `10.${base}.1.1`)).toBe(true);
+    expect(ping(lab, a.netns, b.v6!)).toBe(true);
+    expect(ping(lab, b.netns, `fd00:${base}:1::1`)).toBe(true);
+    // The gateway lives on the bridge, in the lab host only.
+    const br = JSON.parse(lab.ip(['-j', 'addr', 'show', 'dev', net.bridge])) as { addr_info: { local: string }[] }[];
+    expect(br[0]!.addr_info.map((x) => x.local)).toEqual(expect.arrayContaining([`10.${base}.1.1`, `fd00:${base}:1::1`]));
+    for (const x of [a, b]) {
+      expect(call(net, 'CHECK', x.netns, x.id, { prevResult: x.result }).status).toBe(0);
+      expect(call(net, 'DEL', x.netns, x.id).status).toBe(0);
+    }
+    expectNothingLeft(net, a);
+  });
+
+  it('masquerades traffic leaving the subnet, but not traffic within it', async () => {
+    const net = network({ subnet: `10.${base}.2.0/24`, backend });
+    const a = attach(net);
+    const b = attach(net);
+    // Outside sees the lab host's address on its link, not the container's.
+    expect(tcpAsk(lab, a.netns, '203.0.113.2', 8080)).toBe('203.0.113.1');
+    await startPeerServer(b.netns, 'tcp', '0.0.0.0', 9090, servers);
+    expect(tcpAsk(lab, a.netns, b.v4, 9090)).toBe(a.v4);
+    expect(rulesMentioning(a.v4).length).toBeGreaterThan(0);
+    for (const x of [a, b]) expect(call(net, 'DEL', x.netns, x.id).status).toBe(0);
+    expectNothingLeft(net, a);
+  });
+
+  it('isolates networks that ask for it, as Docker does for user networks', async () => {
+    const n1 = network({ subnet: `10.${base}.3.0/24`, backend, extra: { isolate: true } });
+    const n2 = network({ subnet: `10.${base}.4.0/24`, backend, extra: { isolate: true } });
+    const a = attach(n1);
+    const b = attach(n2);
+    await startPeerServer(b.netns, 'tcp', '0.0.0.0', 9091, servers);
+    expect(tcpAsk(lab, a.netns, b.v4, 9091, 1)).toBeUndefined();
+    expect(ping(lab, a.netns, b.v4)).toBe(false);
+    // The outside stays reachable.
+    expect(tcpAsk(lab, a.netns, '203.0.113.2', 8080)).toBe('203.0.113.1');
+    expect(call(n1, 'DEL', a.netns, a.id).status).toBe(0);
+    expect(call(n2, 'DEL', b.netns, b.id).status).toBe(0);
+  });
+
+  it('with icc false, containers of one bridge cannot talk to each other, but reach the gateway', () => {
+    const net = network({ subnet: `10.${base}.5.0/24`, backend, extra: { icc: false } });
+    const a = attach(net);
+    const b = attach(net);
+    expect(ping(lab, a.netns, b.v4)).toBe(false);
+    expect(ping(lab, a.netns, `10.${base}.5.1`)).toBe(true);
+    for (const x of [a, b]) expect(call(net, 'DEL', x.netns, x.id).status).toBe(0);
+  });
+
+  it('DEL cleans up after the netns was deleted, and after the address was removed; DEL twice succeeds', () => {
+    const net = network({ subnet: `10.${base}.6.0/24`, backend });
+    const a = attach(net);
+    lab.deleteNetns(a.netns);
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+    expectNothingLeft(net, a);
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+
+    const b = attach(net);
+    lab.ip(['addr', 'flush', 'dev', 'eth0'], b.netns);
+    expect(call(net, 'DEL', b.netns, b.id).status).toBe(0);
+    expectNothingLeft(net, b);
+    expect(call(net, 'DEL', undefined, b.id).status).toBe(0);
+  });
+});
+
+describe('bridge failures leave nothing behind', () => {
+  it('an exhausted range: error, no link, lease, rule or record', () => {
+    const net = network({ subnet: '10.60.1.0/24', rangeEnd: '10.60.1.2' });
+    const a = attach(net);
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-full');
+    expect(r.status).not.toBe(0);
+    expect(JSON.parse(r.stdout).code).toBeGreaterThanOrEqual(100);
+    expect(lab.exec('ip', ['link', 'show', 'eth0'], { netns }).status).not.toBe(0);
+    expect(hostVeths()).toHaveLength(1);
+    expect(records(net)).toHaveLength(1);
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+    expectNothingLeft(net, a);
+  });
+
+  it('an ifname that exists in the netns: error 7 naming it, nothing made', () => {
+    const net = network({ subnet: '10.60.2.0/24' });
+    const netns = lab.container();
+    lab.ip(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1'], netns);
+    const r = call(net, 'ADD', netns, 'ctr-dup');
+    expect(r.status).not.toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('eth0') });
+    expectNothingLeft(net, { v4: '10.60.2.2', id: 'ctr-dup' });
+  });
+
+  it('a non-bridge link with the bridge name: error 7, nothing made', () => {
+    const net = network({ subnet: '10.60.3.0/24' });
+    lab.ip(['link', 'add', net.bridge, 'type', 'veth', 'peer', 'name', 'notabr1']);
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-nb');
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('not a bridge') });
+    lab.ip(['link', 'del', net.bridge]);
+    expectNothingLeft(net, { v4: '10.60.3.2', id: 'ctr-nb' });
+  });
+
+  it('a malformed MAC: error 7 naming it, nothing made', () => {
+    const net = network({ subnet: '10.60.4.0/24' });
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-mac', { runtimeConfig: { mac: 'zz:00:00:00:00:01' } });
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('zz:00:00:00:00:01') });
+    expectNothingLeft(net, { v4: '10.60.4.2', id: 'ctr-mac' });
+  });
+
+  it('honours a requested MAC and hairpin mode', () => {
+    const net = network({ subnet: '10.60.5.0/24', extra: { hairpinMode: true } });
+    const a = attach(net, { runtimeConfig: { mac: '02:42:0a:3c:05:09' } });
+    expect(a.result.interfaces[2]!.mac).toBe('02:42:0a:3c:05:09');
+    const port = (JSON.parse(lab.ip(['-j', '-d', 'link', 'show', a.result.interfaces[1]!.name])) as { linkinfo: { info_slave_data: { hairpin: boolean } } }[])[0]!;
+    expect(port.linkinfo.info_slave_data.hairpin).toBe(true);
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+  });
+});
+
+describe('bridge at scale', () => {
+  it('20 parallel ADDs then 20 parallel DELs: all succeed, unique addresses, nothing left', async () => {
+    const net = network({ subnet: '10.61.0.0/24', backend: 'nftables' });
+    const { spawn } = await import('node:child_process');
+    const run = (command: string, netns: string, id: string) =>
+      new Promise<{ status: number | null; stdout: string }>((resolve) => {
+        const env = { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: CNI_PATH };
+        const p = spawn('nsenter', [`--net=${lab.hostPath}`, '--', bin('bridge')], { env });
+        let stdout = '';
+        p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        p.on('close', (status) => resolve({ status, stdout }));
+        p.stdin.end(JSON.stringify(net.conf));
+      });
+    const ctrs = Array.from({ length: 20 }, (_, i) => ({ netns: lab.container(), id: `par${i}` }));
+    const added = await Promise.all(ctrs.map((c) => run('ADD', c.netns, c.id)));
+    for (const r of added) expect(r.stdout).not.toContain('"code"');
+    const addrs = added.map((r) => (JSON.parse(r.stdout) as Attached['result']).ips[0]!.address);
+    expect(new Set(addrs).size).toBe(20);
+    expect(hostVeths()).toHaveLength(20);
+    const deleted = await Promise.all(ctrs.map((c) => run('DEL', c.netns, c.id)));
+    for (const r of deleted) expect(r.status).toBe(0);
+    expect(hostVeths()).toEqual([]);
+    expect(leases(net)).toEqual([]);
+    expect(records(net)).toEqual([]);
+    // Per-network rules (the subnet's masquerade chain) stay with the bridge; no container's rule does.
+    for (const a of addrs) expect(rulesMentioning(a.split('/')[0]!)).toEqual([]);
+  });
+});
