@@ -60,8 +60,8 @@ function portSpec(key: AttachmentKey, p: FamilyPorts, req: PortMappingRequest): 
 }
 
 function ensureBase(s: Script<Plan>, nat: SavedTable, plan: Plan): void {
-  for (const c of [DNAT_CHAIN, SNAT_CHAIN]) if (!nat.chains.has(c)) s.add('nat', `-N ${c}`, plan);
-  for (const h of HOOKS) if (!nat.rules.includes(`-A ${h}`)) s.add('nat', `-A ${h}`, plan);
+  for (const c of [DNAT_CHAIN, SNAT_CHAIN]) if (!nat.chains.has(c)) s.once('nat', `-N ${c}`, plan);
+  for (const h of HOOKS) if (!nat.rules.includes(`-A ${h}`)) s.once('nat', `-A ${h}`, plan);
 }
 
 function appendSpec(s: Script<Plan>, spec: PortSpec, plan: Plan): void {

@@ -70,8 +70,8 @@ function masqSpec(key: AttachmentKey, f: Family, entries: readonly MasqEntry[]):
 }
 
 function ensureMasqBase(s: Script<Plan>, nat: SavedTable, tag: Plan): void {
-  if (!nat.chains.has(MASQ_CHAIN)) s.add('nat', `-N ${MASQ_CHAIN}`, tag);
-  if (!nat.rules.includes(`-A ${MASQ_HOOK}`)) s.add('nat', `-A ${MASQ_HOOK}`, tag);
+  if (!nat.chains.has(MASQ_CHAIN)) s.once('nat', `-N ${MASQ_CHAIN}`, tag);
+  if (!nat.rules.includes(`-A ${MASQ_HOOK}`)) s.once('nat', `-A ${MASQ_HOOK}`, tag);
 }
 
 function addMasqPlan(key: AttachmentKey, f: Family, entries: readonly MasqEntry[]): Plan {
@@ -229,8 +229,8 @@ function networkPlan(p: NetworkPolicy): Plan {
     },
     slow(s, state) {
       const filter = state.get('filter')!;
-      for (const c of [FWD_CHAIN, BRIDGES_CHAIN, ISOLATED_CHAIN]) if (!filter.chains.has(c)) s.add('filter', `-N ${c}`, plan);
-      if (!filter.rules.includes(`-A ${FWD_HOOK}`)) s.add('filter', `-I ${FWD_HOOK.replace(/^FORWARD /, 'FORWARD 1 ')}`, plan);
+      for (const c of [FWD_CHAIN, BRIDGES_CHAIN, ISOLATED_CHAIN]) if (!filter.chains.has(c)) s.once('filter', `-N ${c}`, plan);
+      if (!filter.rules.includes(`-A ${FWD_HOOK}`)) s.once('filter', `-I ${FWD_HOOK.replace(/^FORWARD /, 'FORWARD 1 ')}`, plan);
       removeBridgeLines(s, filter, spec, spec.chain, plan);
       if (filter.chains.has(spec.chain)) s.declare('filter', spec.chain, plan);
       else s.add('filter', `-N ${spec.chain}`, plan);

@@ -34,6 +34,12 @@ export class Script<T = unknown> {
     return this;
   }
 
+  /** Adds the line unless it is already there: shared infrastructure several plans may each ensure. */
+  once(t: Table, text: string, tag?: T): this {
+    if (!this.table(t).commands.some((l) => l.text === text)) this.add(t, text, tag);
+    return this;
+  }
+
   get empty(): boolean {
     for (const v of this.tables.values()) if (v.declare.length + v.commands.length > 0) return false;
     return true;
