@@ -233,6 +233,18 @@ describe.each(CASES)('firewall backend $backend', (c) => {
       expect(c.dump(lab)).toBe(before);
     });
 
+    it('a repeated add with changed mappings replaces the old ones', () => {
+      const before = c.dump(lab);
+      const r1: PortMappingRequest = { containers: [parsePrefix('10.4.0.31/24')], mappings: [{ hostPort: 7200, containerPort: 80, protocol: 'tcp' }] };
+      const r2: PortMappingRequest = { containers: [parsePrefix('10.4.0.31/24')], mappings: [{ hostPort: 7200, containerPort: 81, protocol: 'tcp' }] };
+      inLab(() => fw.addPortMappings(key('r1'), r1));
+      inLab(() => fw.addPortMappings(key('r1'), r2));
+      inLab(() => fw.checkPortMappings(key('r1'), r2));
+      expect(() => inLab(() => fw.checkPortMappings(key('r1'), r1))).toThrow(FirewallError);
+      inLab(() => fw.delPortMappings(key('r1'), r2));
+      expect(c.dump(lab)).toBe(before);
+    });
+
     it('check names a removed mapping', () => {
       inLab(() => fw.addPortMappings(key('p2'), req));
       c.breakPort(lab, 8080);

@@ -268,7 +268,9 @@ function repairLines(c: Compiled): NftLine<Elem>[] {
   for (const e of c.elems) {
     const cur = elements.get(e.set)?.get(normElement(e.key));
     if (cur === undefined || e.data === undefined || cur === normElement(e.data)) continue;
-    if (e.kind === 'conflict') {
+    // A mapping to the same container address is this attachment's own (the owner
+    // element of that address is ours or replaced in this transaction): replace it.
+    if (e.kind === 'conflict' && cur.split(' . ')[0] !== normElement(e.data).split(' . ')[0]) {
       throw new FirewallError(`${e.describe} is already published (to ${cur}) by another container`);
     }
     push(`delete element ${T} ${e.set} { ${e.key} }`);
