@@ -283,16 +283,33 @@ describe.each(CASES)('firewall backend $backend', (c) => {
     }
   });
 
+  const runWorker = (netns: string, op: string, i: number) =>
+    new Promise<{ code: number | null; err: string }>((resolve) => {
+      const p = spawn('nsenter', [`--net=${netns}`, '--', BUN, WORKER, c.backend, op, String(i), 'ports'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('exit', (code) => resolve({ code, err }));
+    });
+
+  it('parallel first adds on a namespace without any rules create the shared chains once', async () => {
+    const fresh = `/run/netns/${lab.addNetns('fresh')}`;
+    const adds = await Promise.all(Array.from({ length: 10 }, (_, i) => runWorker(fresh, 'add', i + 1)));
+    expect(adds.filter((r) => r.code !== 0)).toEqual([]);
+    if (c.backend === 'iptables') {
+      const nat = lab.exec('iptables-save', ['-t', 'nat'], { netns: fresh }).stdout;
+      expect(nat.match(/-j CNIK-POSTROUTING/g)).toHaveLength(1);
+      expect(nat.match(/-A CNIK-POSTROUTING -s/g)).toHaveLength(10);
+    } else {
+      const post = lab.exec('nft', ['list', 'chain', 'inet', 'cnikit', 'postrouting'], { netns: fresh }).stdout;
+      expect(post.match(/vmap/g)).toHaveLength(4);
+    }
+    lab.deleteNetns(fresh);
+  });
+
   it('parallel adds and dels from separate processes all succeed', async () => {
     const before = c.dump(lab);
     const N = 12;
-    const run = (op: string, i: number) =>
-      new Promise<{ code: number | null; err: string }>((resolve) => {
-        const p = spawn('nsenter', [`--net=${lab.hostPath}`, '--', BUN, WORKER, c.backend, op, String(i), 'ports'], { stdio: ['ignore', 'ignore', 'pipe'] });
-        let err = '';
-        p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-        p.on('exit', (code) => resolve({ code, err }));
-      });
+    const run = (op: string, i: number) => runWorker(lab.hostPath, op, i);
     const adds = await Promise.all(Array.from({ length: N }, (_, i) => run('add', i + 1)));
     expect(adds.filter((r) => r.code !== 0)).toEqual([]);
     const during = c.dump(lab);
