@@ -29,12 +29,15 @@ function iptablesUsable(): boolean {
 }
 
 /**
- * The backend when the configuration names none, as the reference plugins
- * choose: iptables when it is usable, else nftables when nft is installed.
+ * The backend when the configuration names none: nftables when nft is
+ * installed, else iptables. Unlike the reference (iptables first), because the
+ * nftables layout keeps a container to map elements, so ADD and DEL cost the
+ * same with 10 or 1,000 containers; iptables-nft's DEL grows with the table.
+ * Both write to the same kernel nf_tables, so they coexist with other users.
  */
 export function detectBackend(): Backend {
-  if (iptablesUsable()) return 'iptables';
   if (findTool('nft')) return 'nftables';
+  if (iptablesUsable()) return 'iptables';
   throw new FirewallError('neither iptables-restore nor nft is installed: cannot set up firewall rules');
 }
 

@@ -7,7 +7,7 @@ import { validateBridgeConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { NetnsError } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, type Family, parsePrefix, parseIP, networkOf, formatIP, tryParsePrefix } from '../../lib/ip/index.ts';
-import { openFirewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
+import { openFirewall, type Firewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
 import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.ts';
 import { RecordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
@@ -20,6 +20,16 @@ type Undo = () => unknown;
 
 function keyOf(ctx: Context<BridgeConf>): AttachmentKey {
   return { network: ctx.conf.name, containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
+}
+
+/** The firewall; when the config needs none, a host without nft or iptables is fine too. */
+function firewallFor(needed: boolean, backend: 'iptables' | 'nftables' | undefined): Firewall | undefined {
+  try {
+    return openFirewall(backend);
+  } catch (e) {
+    if (needed) throw e;
+    return undefined;
+  }
 }
 
 function masqEntries(ips: RecordIP[]): MasqEntry[] {
@@ -108,15 +118,13 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     }
     // One firewall transaction (per family) for everything this ADD needs.
     const ops: SetupOp[] = [];
-    // Every bridge that uses the firewall is registered, so isolated ones know whom to block.
-    // icc=false is done by bridge port isolation (links.ts), which needs no br_netfilter.
-    if (o.isolate || o.ipMasq) {
-      ops.push({ kind: 'network', policy: { bridge: o.bridge, subnets: addrs.map((a) => networkOf(a.prefix)), isolate: o.isolate, icc: true } });
-    }
+    // Every bridge is registered, so isolated ones know whom to block. icc=false
+    // is done by bridge port isolation (links.ts), which needs no br_netfilter.
+    ops.push({ kind: 'network', policy: { bridge: o.bridge, subnets: addrs.map((a) => networkOf(a.prefix)), isolate: o.isolate, icc: true } });
     const entries = masqEntries(record.ips);
     if (o.ipMasq) ops.push({ kind: 'masquerade', key: keyOf(ctx), entries });
-    if (ops.length > 0) {
-      const fw = openFirewall(record.masqBackend ?? o.ipMasqBackend);
+    const fw = firewallFor(o.ipMasq || o.isolate, record.masqBackend ?? o.ipMasqBackend);
+    if (fw) {
       fw.setup(ops);
       if (o.ipMasq) undo.push(() => fw.delMasquerade(keyOf(ctx), entries));
     }
