@@ -80,6 +80,37 @@ export type HostConf = NetConf;
  */
 export type NoneConf = NetConf;
 /**
+ * Options of the portmap plugin: those of the reference portmap plugin; the mappings come in runtimeConfig.portMappings.
+ */
+export type PortmapConf = NetConf & {
+  /**
+   * Firewall for the mappings; detected when absent.
+   */
+  backend?: 'iptables' | 'nftables';
+  /**
+   * Masquerade hairpin and localhost connections (default true).
+   */
+  snat?: boolean;
+  /**
+   * Masquerade every DNATed connection, so the container sees the host as the source.
+   */
+  masqAll?: boolean;
+  /**
+   * Accepted for compatibility; cnikit's rules need no mark.
+   */
+  markMasqBit?: number;
+  /**
+   * Accepted for compatibility; cnikit's rules need no mark.
+   */
+  externalSetMarkChain?: string;
+  conditionsV4?: string[];
+  conditionsV6?: string[];
+  /**
+   * cnikit: where the plugin keeps its records of published ports (default /var/lib/cni/cnikit).
+   */
+  dataDir?: string;
+};
+/**
  * A Linux interface name: 1 to 15 characters, not '.' or '..', no '/', ':' or whitespace.
  */
 export type InterfaceName1 = string;
@@ -91,6 +122,7 @@ export interface CnikitSchemas {
   HostConf?: HostConf;
   NetConf?: NetConf;
   NoneConf?: NoneConf;
+  PortmapConf?: PortmapConf;
   Result040?: Result040;
   Result?: Result;
   RuntimeConfig?: RuntimeConfig;
@@ -161,6 +193,10 @@ export interface PortMapping {
   containerPort: number;
   protocol?: 'tcp' | 'udp' | 'sctp' | 'TCP' | 'UDP' | 'SCTP' | '';
   hostIP?: string;
+  /**
+   * Podman's/netavark's field: this many consecutive ports from hostPort and containerPort (Docker's -p 8000-8010:80-90).
+   */
+  range?: number;
 }
 export interface RuntimeDNS {
   servers?: string[];

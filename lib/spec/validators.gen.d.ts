@@ -6,6 +6,7 @@ export declare const validateErrorResult: ValidateFunction;
 export declare const validateHostConf: ValidateFunction;
 export declare const validateNetConf: ValidateFunction;
 export declare const validateNoneConf: ValidateFunction;
+export declare const validatePortmapConf: ValidateFunction;
 export declare const validateResult040: ValidateFunction;
 export declare const validateResult: ValidateFunction;
 export declare const validateRuntimeConfig: ValidateFunction;

@@ -2,7 +2,7 @@
 // container MAC from wherever the runtime put it.
 import type { BridgeConf } from '../../lib/spec/index.ts';
 import { CniError, ErrorCode, type Invocation } from '../../lib/skel/index.ts';
-import { DEFAULT_DATA_DIR } from './records.ts';
+import { DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 
 export const DEFAULT_BRIDGE = 'cni0';
 

@@ -9,7 +9,8 @@ import { NetnsError } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, type Family, parsePrefix, parseIP, networkOf, formatIP, tryParsePrefix } from '../../lib/ip/index.ts';
 import { openFirewall, type Firewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
 import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.ts';
-import { RecordStore, type AttachmentRecord, type RecordIP } from './records.ts';
+import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
+import type { AttachmentStore } from '../../lib/state/attachments.ts';
 import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
 import {
   withNetlink, inNetns, hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
@@ -81,14 +82,14 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
   refuseUnsupported(ctx.conf);
   const o = resolveOptions(ctx.conf, ctx.inv);
   const { containerId, ifname, netns } = ctx.inv;
-  const store = new RecordStore(o.dataDir, ctx.conf.name);
+  const store = recordStore(o.dataDir, ctx.conf.name);
   const hostName = hostVethName(ctx.conf.name, containerId, ifname);
   const record: AttachmentRecord = { network: ctx.conf.name, containerId, ifname, bridge: o.bridge, hostVeth: hostName, netns, ips: [] };
   const undo: Undo[] = [];
   try {
     // The record comes first: whatever a crash leaves from here on, DEL or GC can find.
     store.write(record);
-    undo.push(() => store.remove(containerId, ifname));
+    undo.push(() => store.remove({ containerId, ifname }));
 
     const { link: bridge, created } = withNetlink((nl) => ensureBridge(nl, o));
     if (created) {
@@ -151,7 +152,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 }
 
 /** Removes the links, rules and record of one attachment; each part succeeds when already gone. */
-function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: RecordStore): void {
+function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: AttachmentStore<AttachmentRecord>): void {
   const hostName = record?.hostVeth ?? hostVethName(key.network, key.containerId, key.ifname);
   withNetlink((nl) => deletePair(nl, hostName));
   if (netns) {
@@ -168,7 +169,7 @@ function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fall
   const ips = record?.ips.length ? record.ips : fallback.ips;
   const backend = record?.masqBackend ?? (fallback.masq ? fallback.backend : undefined);
   if ((record?.masqBackend || fallback.masq) && ips.length > 0) openFirewall(backend).delMasquerade(key, masqEntries(ips));
-  store.remove(key.containerId, key.ifname);
+  store.remove(key);
 }
 
 function prevResultIPs(ctx: Context<BridgeConf>): RecordIP[] {
@@ -180,8 +181,8 @@ function prevResultIPs(ctx: Context<BridgeConf>): RecordIP[] {
 
 async function del(ctx: Context<BridgeConf>): Promise<void> {
   const o = resolveOptions(ctx.conf, ctx.inv);
-  const store = new RecordStore(o.dataDir, ctx.conf.name);
-  const record = store.read(ctx.inv.containerId, ctx.inv.ifname);
+  const store = recordStore(o.dataDir, ctx.conf.name);
+  const record = store.read(ctx.inv);
   await ipamDel(ctx);
   teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq }, ctx.inv.netns || undefined, store);
 }
@@ -196,7 +197,7 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
   if (!ctx.prevResult) throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs the prevResult of the ADD');
   await ipamCheck(ctx);
   const want = prevResultIPs(ctx);
-  const record = new RecordStore(o.dataDir, ctx.conf.name).read(containerId, ifname);
+  const record = recordStore(o.dataDir, ctx.conf.name).read({ containerId, ifname });
   const hostName = record?.hostVeth ?? hostVethName(ctx.conf.name, containerId, ifname);
 
   inNetns(netns, (nl) => {
@@ -235,7 +236,7 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
 
 async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> {
   const o = resolveOptions(ctx.conf, ctx.inv);
-  const store = new RecordStore(o.dataDir, ctx.conf.name);
+  const store = recordStore(o.dataDir, ctx.conf.name);
   const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
   for (const r of store.list()) {
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;

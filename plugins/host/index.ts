@@ -5,7 +5,7 @@ import type { HostConf, Result, Interface, IPConfig } from '../../lib/spec/index
 import { validateHostConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
-import { boundSockets, findConflict, type Protocol } from './ports.ts';
+import { boundSockets, findConflict, type Protocol } from '../../lib/hostports/index.ts';
 
 function checkPorts(ctx: Context<HostConf>): void {
   const mappings = ctx.conf.runtimeConfig?.portMappings ?? [];

@@ -1,6 +1,9 @@
-// Which ports are bound in the current network namespace, read from
-// /proc/net (reflects the namespace of the reading thread).
+// Host ports: which are bound in the current network namespace (read from
+// /proc/net, which reflects the namespace of the reading thread), and which
+// the kernel hands out as ephemeral ports.
 import { readFileSync } from 'node:fs';
+import { formatIP, ipFromBytes } from '../ip/index.ts';
+import { readSysctl } from '../netlink/sysctl.ts';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 
@@ -24,10 +27,7 @@ function readLines(path: string): string[] {
 function decodeAddress(hex: string): string {
   const words = hex.match(/.{8}/g) ?? [];
   const bytes = words.flatMap((w) => (w.match(/../g) ?? []).reverse().map((b) => parseInt(b, 16)));
-  if (bytes.length === 4) return bytes.join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
-  return groups.join(':').replace(/^0(:0)+$/, '::');
+  return formatIP(ipFromBytes(Uint8Array.from(bytes)));
 }
 
 function inet(protocol: 'tcp' | 'udp', file: string): BoundSocket[] {
@@ -68,4 +68,23 @@ export function findConflict(sockets: BoundSocket[], protocol: Protocol, hostIP:
   return sockets.find(
     (s) => s.protocol === protocol && s.port === port && (WILDCARD.has(hostIP) || WILDCARD.has(s.address) || s.address === hostIP),
   );
+}
+
+/** net.ipv4.ip_local_port_range: where -P style random host ports come from. */
+export function ephemeralPortRange(): { low: number; high: number } {
+  const [low, high] = readSysctl('net/ipv4/ip_local_port_range').split(/\s+/).map(Number);
+  if (!low || !high || low > high) return { low: 32768, high: 60999 };
+  return { low, high };
+}
+
+/** net.ipv4.ip_local_reserved_ports ("8080,9000-9010"): never handed out. */
+export function reservedPorts(): Set<number> {
+  const out = new Set<number>();
+  const text = readSysctl('net/ipv4/ip_local_reserved_ports');
+  for (const part of text.split(',').filter((p) => p.trim() !== '')) {
+    const [a, b] = part.split('-').map((x) => Number(x.trim()));
+    if (a === undefined || Number.isNaN(a)) continue;
+    for (let p = a; p <= (b ?? a); p++) out.add(p);
+  }
+  return out;
 }

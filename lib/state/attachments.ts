@@ -1,0 +1,75 @@
+// One JSON record per attachment (network + container ID + ifname) under a
+// plugin's data dir: what an ADD made, so that DEL and GC can undo it
+// without the netns, the interface or the prevResult.
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic, readFileIfExists } from './index.ts';
+
+/** Where cnikit plugins keep their records unless the config says otherwise. */
+export const DEFAULT_DATA_DIR = '/var/lib/cni/cnikit';
+
+export interface AttachmentId {
+  containerId: string;
+  ifname: string;
+}
+
+// '@' cannot occur in a container ID (skel validates them), so the name is unambiguous.
+function fileName(id: AttachmentId): string {
+  return `${id.containerId}@${id.ifname}.json`;
+}
+
+/** `<dataDir>/<plugin>/<network>/<containerId>@<ifname>.json` */
+export class AttachmentStore<R extends AttachmentId> {
+  readonly dir: string;
+
+  constructor(dataDir: string, plugin: string, network: string) {
+    this.dir = join(dataDir, plugin, network);
+  }
+
+  read(id: AttachmentId): R | undefined {
+    const text = readFileIfExists(join(this.dir, fileName(id)));
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as R;
+    } catch {
+      // Writes are atomic, so this is damage from outside: treat it as absent.
+      return undefined;
+    }
+  }
+
+  write(r: R): void {
+    writeFileAtomic(join(this.dir, fileName(r)), JSON.stringify(r));
+  }
+
+  remove(id: AttachmentId): void {
+    rmSync(join(this.dir, fileName(id)), { force: true });
+  }
+
+  list(): R[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const out: R[] = [];
+    for (const n of names) {
+      const m = /^(.+)@(.+)\.json$/.exec(n);
+      if (!m) continue;
+      const r = this.read({ containerId: m[1]!, ifname: m[2]! });
+      if (r) out.push(r);
+    }
+    return out;
+  }
+}
+
+/** The networks that have records of `plugin` under dataDir. */
+export function recordedNetworks(dataDir: string, plugin: string): string[] {
+  try {
+    return readdirSync(join(dataDir, plugin));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
