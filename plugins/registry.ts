@@ -10,6 +10,7 @@ export const PLUGINS: Record<string, Loader> = {
   loopback: async () => (await import('./none/index.ts')).nonePlugin,
   host: async () => (await import('./host/index.ts')).hostPlugin,
   bridge: async () => (await import('./bridge/index.ts')).bridgePlugin,
+  portmap: async () => (await import('./portmap/index.ts')).portmapPlugin,
 };
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS);

@@ -24,6 +24,9 @@ beforeAll(async () => {
   // The "outside world": one more namespace of this run, behind the lab host.
   outside = `/run/netns/${lab.addNetns('out')}`;
   const outName = outside.replace('/run/netns/', '');
+  for (const ns of [lab.hostPath, outside]) {
+    lab.exec('sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0'], { netns: ns });
+  }
   lab.ip(['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outName]);
   lab.ip(['addr', 'add', '203.0.113.1/24', 'dev', 'uplink0']);
   lab.ip(['link', 'set', 'uplink0', 'up']);

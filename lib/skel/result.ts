@@ -10,9 +10,14 @@ function familyOf(address: string): '4' | '6' {
   return address.includes(':') ? '6' : '4';
 }
 
-/** Lift a result of any supported version to the 1.1.0 shape. */
+/**
+ * Lift a result of any supported version to the 1.1.0 shape. Fields the spec
+ * does not name (e.g. portmap's chosen portMappings) travel along: runtimes
+ * ignore what they do not know, and a chain should not lose them.
+ */
 export function toCurrent(r: AnyResult): Result {
-  const out: Result = { cniVersion: '1.1.0' };
+  const { cniVersion: _c, interfaces: _i, ips: _ip, routes: _r, dns: _d, ...extra } = r;
+  const out: Result = { cniVersion: '1.1.0', ...extra };
   if (r.interfaces) out.interfaces = r.interfaces.map((i) => ({ ...i }));
   if (r.ips) {
     out.ips = r.ips.map((ip) => {

@@ -67,7 +67,7 @@ export class AttachmentStore<R extends AttachmentId> {
 /** The networks that have records of `plugin` under dataDir. */
 export function recordedNetworks(dataDir: string, plugin: string): string[] {
   try {
-    return readdirSync(join(dataDir, plugin));
+    return readdirSync(join(dataDir, plugin), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;

@@ -3,6 +3,7 @@
 import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { sys, LOCK_EX } from '../sys/index.ts';
 
 /** mkdir -p with 0700 for every directory it creates. */
 export function ensurePrivateDir(path: string): void {
@@ -39,5 +40,21 @@ export function readFileIfExists(path: string): string | undefined {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
+  }
+}
+
+/**
+ * Runs fn holding an exclusive flock(2) on `path` (created 0600). The kernel
+ * drops the lock when the process dies, so a crash never blocks the next run.
+ */
+export function withFileLock<T>(path: string, fn: () => T): T {
+  ensurePrivateDir(dirname(path));
+  const fd = openSync(path, 'a', 0o600);
+  try {
+    sys.flock(fd, LOCK_EX);
+    return fn();
+  } finally {
+    // Closing the last descriptor releases the lock.
+    closeSync(fd);
   }
 }

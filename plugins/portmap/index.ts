@@ -1,0 +1,216 @@
+// Published ports, chained after bridge: DNAT from host ports to the
+// container's address (Docker's -p and -P), with hairpin and localhost SNAT.
+// ADD with no mappings execs nothing; DEL works from the plugin's records,
+// so it needs neither the netns nor the prevResult.
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
+import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
+import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
+import { openFirewall, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
+import { AttachmentStore, DEFAULT_DATA_DIR, recordedNetworks } from '../../lib/state/attachments.ts';
+import { withFileLock } from '../../lib/state/index.ts';
+import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
+import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
+import { parsePrefix, formatPrefix, contains, type Prefix } from '../../lib/ip/index.ts';
+import {
+  normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type Holder,
+} from './mappings.ts';
+
+const PLUGIN = 'portmap';
+
+export interface PortmapRecord {
+  network: string;
+  containerId: string;
+  ifname: string;
+  backend: Backend;
+  /** Container addresses with prefix length, one per family. */
+  containers: string[];
+  ports: Published[];
+  snat: boolean;
+  masqAll: boolean;
+}
+
+function dataDir(conf: PortmapConf): string {
+  return conf.dataDir ?? DEFAULT_DATA_DIR;
+}
+
+function store(conf: PortmapConf, network = conf.name): AttachmentStore<PortmapRecord> {
+  return new AttachmentStore<PortmapRecord>(dataDir(conf), PLUGIN, network);
+}
+
+function keyOf(ctx: Context<PortmapConf>): AttachmentKey {
+  return { network: ctx.conf.name, containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
+}
+
+function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'masqAll'>): PortMappingRequest {
+  return {
+    containers: r.containers.map(parsePrefix),
+    mappings: r.ports.map((p) => ({ hostIP: hostIPAddr(p), hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol })),
+    snat: r.snat,
+    masqAll: r.masqAll,
+  };
+}
+
+/** Every port published by cnikit on this host, of every network, except this attachment's own. */
+function holders(conf: PortmapConf, key: AttachmentKey): Holder[] {
+  const out: Holder[] = [];
+  for (const network of recordedNetworks(dataDir(conf), PLUGIN)) {
+    for (const r of store(conf, network).list()) {
+      if (r.network === key.network && r.containerId === key.containerId && r.ifname === key.ifname) continue;
+      out.push({ network: r.network, containerId: r.containerId, ports: r.ports });
+    }
+  }
+  return out;
+}
+
+function refuseUnsupported(conf: PortmapConf): void {
+  for (const field of ['conditionsV4', 'conditionsV6'] as const) {
+    if ((conf[field]?.length ?? 0) > 0) {
+      throw new CniError(ErrorCode.UnsupportedField, `${field} (raw iptables match arguments) is not supported by cnikit portmap`, `field ${field}`);
+    }
+  }
+}
+
+/**
+ * 127.0.0.1:port reaches a container only if the kernel may route a
+ * loopback-sourced packet out of the interface towards it.
+ */
+function enableLocalnetRouting(containers: Prefix[]): void {
+  const v4 = containers.find((c) => c.ip.family === 4);
+  if (!v4) return;
+  const nl = Netlink.open();
+  try {
+    const onLink = nl.addresses({ family: 4 }).find((a) => a.prefix.length < 32 && contains(a.prefix, v4.ip));
+    const link = onLink && nl.linkByIndex(onLink.index);
+    if (link) writeSysctl(`net/ipv4/conf/${link.name}/route_localnet`, '1');
+  } finally {
+    nl.close();
+  }
+}
+
+/**
+ * A UDP "connection" tracked before the port was published keeps its old
+ * NAT verdict and blackholes the port until it times out: drop those entries.
+ */
+function flushUdpConntrack(ports: Published[], log: Context<PortmapConf>['log']): void {
+  const udp = [...new Set(ports.filter((p) => p.protocol === 'udp').map((p) => p.hostPort))];
+  for (const port of udp) {
+    for (const family of ['ipv4', 'ipv6']) {
+      const r = spawnSync('conntrack', ['-D', '-f', family, '-p', 'udp', '--orig-port-dst', String(port)], { encoding: 'utf8' });
+      if (r.error) {
+        log.warn({ err: r.error.message }, 'conntrack is not available: stale UDP entries were not flushed');
+        return;
+      }
+    }
+  }
+}
+
+function add(ctx: Context<PortmapConf>): Result {
+  const prev = ctx.prevResult;
+  if (!prev) {
+    throw new CniError(ErrorCode.InvalidConfig, 'portmap must be chained after a plugin that gives the container an address (there is no prevResult)');
+  }
+  const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []);
+  if (wanted.length === 0) return prev;
+  refuseUnsupported(ctx.conf);
+  const containers = containerAddresses(prev);
+  if (containers.length === 0) throw new CniError(ErrorCode.InvalidConfig, 'the prevResult has no container address to publish ports to');
+
+  const key = keyOf(ctx);
+  const fw = openFirewall(ctx.conf.backend);
+  const records = store(ctx.conf);
+  const record = withFileLock(join(dataDir(ctx.conf), `${PLUGIN}.lock`), () => {
+    const others = holders(ctx.conf, key);
+    checkConflicts(wanted, others);
+    const needRandom = wanted.some((w) => w.hostPort === 0);
+    const sockets = needRandom ? boundSockets() : [];
+    const { low, high } = needRandom ? ephemeralPortRange() : { low: 0, high: 0 };
+    const ports = choosePorts(wanted, others, {
+      low,
+      high,
+      reserved: needRandom ? reservedPorts() : new Set(),
+      bound: (protocol, port, hostIP) => findConflict(sockets, protocol, hostIP, port) !== undefined,
+    });
+    const r: PortmapRecord = {
+      ...key,
+      backend: fw.backend,
+      containers: containers.map(formatPrefix),
+      ports,
+      snat: ctx.conf.snat ?? true,
+      masqAll: ctx.conf.masqAll ?? false,
+    };
+    // Record first: a crash after the rules leaves something DEL and GC can find.
+    records.write(r);
+    try {
+      fw.addPortMappings(key, requestOf(r));
+    } catch (e) {
+      records.remove(key);
+      throw e;
+    }
+    return r;
+  });
+  if (record.ports.some((p) => p.hostIP === '' || p.hostIP.startsWith('127.'))) enableLocalnetRouting(containers);
+  flushUdpConntrack(record.ports, ctx.log);
+  // The chosen ports (-P) for whoever reads the result; runtimes ignore fields they do not know.
+  return { ...prev, portMappings: record.ports };
+}
+
+function del(ctx: Context<PortmapConf>): void {
+  const key = keyOf(ctx);
+  const records = store(ctx.conf);
+  const record = records.read(key);
+  if (record) {
+    openFirewall(record.backend).delPortMappings(key, requestOf(record));
+    records.remove(key);
+    return;
+  }
+  // No record (never published, or the data dir was lost): what the config and prevResult still tell.
+  const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []).filter((w) => w.hostPort !== 0);
+  const containers = ctx.prevResult ? containerAddresses(ctx.prevResult) : [];
+  if (wanted.length === 0 || containers.length === 0) return;
+  openFirewall(ctx.conf.backend).delPortMappings(key, requestOf({
+    containers: containers.map(formatPrefix),
+    ports: wanted,
+    snat: ctx.conf.snat ?? true,
+    masqAll: ctx.conf.masqAll ?? false,
+  }));
+}
+
+function check(ctx: Context<PortmapConf>): void {
+  const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []);
+  if (wanted.length === 0) return;
+  const record = store(ctx.conf).read(keyOf(ctx));
+  if (!record) throw new CniError(ErrorCode.CheckFailed, `no ports are published for container ${ctx.inv.containerId} (${ctx.inv.ifname})`);
+  try {
+    openFirewall(record.backend).checkPortMappings(keyOf(ctx), requestOf(record));
+  } catch (e) {
+    throw new CniError(ErrorCode.CheckFailed, (e as Error).message);
+  }
+}
+
+function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
+  const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
+  const records = store(ctx.conf);
+  const backends = new Set<Backend>();
+  for (const r of records.list()) {
+    backends.add(r.backend);
+    if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
+    openFirewall(r.backend).delPortMappings({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
+    records.remove(r);
+  }
+  // Rules whose record was lost.
+  if (ctx.conf.backend) backends.add(ctx.conf.backend);
+  const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
+  for (const b of backends) openFirewall(b).gcPortMappings(ctx.conf.name, keepList);
+}
+
+export const portmapPlugin: Plugin<PortmapConf> = {
+  name: PLUGIN,
+  validate: validatePortmapConf,
+  add,
+  check,
+  del,
+  gc,
+  status: () => undefined,
+};
