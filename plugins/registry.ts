@@ -11,6 +11,7 @@ export const PLUGINS: Record<string, Loader> = {
   host: async () => (await import('./host/index.ts')).hostPlugin,
   bridge: async () => (await import('./bridge/index.ts')).bridgePlugin,
   portmap: async () => (await import('./portmap/index.ts')).portmapPlugin,
+  'host-local': async () => (await import('../ipam/host-local/index.ts')).hostLocalPlugin,
 };
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS);

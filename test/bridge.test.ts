@@ -10,8 +10,6 @@ import { bin, BIN } from './dist.ts';
 import { startPeerServer, tcpAsk, ping } from './net.ts';
 import { validateResult } from '../lib/spec/validators.gen.js';
 
-// TEMP until cnikit host-local lands
-const CNI_PATH = process.env.BRIDGE_TEST_PATH ?? BIN;
 let lab: Lab;
 let outside: string;
 const servers: ChildProcess[] = [];
@@ -60,7 +58,7 @@ function network(opts: { subnet: string; subnet6?: string; backend?: Backend; ex
   const ranges: object[][] = [[{ subnet: opts.subnet, ...(opts.rangeEnd ? { rangeEnd: opts.rangeEnd } : {}) }]];
   if (opts.subnet6) ranges.push([{ subnet: opts.subnet6 }]);
   const conf = {
-    cniVersion: process.env.BRIDGE_TEST_VERSION ?? '1.1.0',
+    cniVersion: '1.1.0',
     name,
     type: 'bridge',
     bridge,
@@ -85,7 +83,7 @@ interface Attached {
 
 let ids = 0;
 function call(net: Net, command: string, netns: string | undefined, id: string, extra: Record<string, unknown> = {}, ifname = 'eth0') {
-  return lab.plugin(bin('bridge'), { command, containerId: id, netns, ifname, path: CNI_PATH, config: { ...net.conf, ...extra } });
+  return lab.plugin(bin('bridge'), { command, containerId: id, netns, ifname, path: BIN, config: { ...net.conf, ...extra } });
 }
 
 function attach(net: Net, extra: Record<string, unknown> = {}): Attached {
@@ -267,7 +265,7 @@ describe('bridge at scale', () => {
     const { spawn } = await import('node:child_process');
     const run = (command: string, netns: string, id: string) =>
       new Promise<{ status: number | null; stdout: string }>((resolve) => {
-        const env = { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: CNI_PATH };
+        const env = { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: BIN };
         const p = spawn('nsenter', [`--net=${lab.hostPath}`, '--', bin('bridge')], { env });
         let stdout = '';
         p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -9,9 +9,6 @@ import { Lab } from './lab.ts';
 import { bin, BIN } from './dist.ts';
 import { startPeerServer, tcpAsk, udpAsk } from './net.ts';
 
-// TEMP until cnikit host-local lands
-const CNI_PATH = process.env.BRIDGE_TEST_PATH ?? BIN;
-const VERSION = process.env.BRIDGE_TEST_VERSION ?? '1.1.0';
 
 let lab: Lab;
 let outside: string;
@@ -51,7 +48,7 @@ function setup(backend: 'iptables' | 'nftables') {
   const name = `pnet${n}`;
   const stateDir = join(lab.dir, 'state');
   const bridgeConf = {
-    cniVersion: VERSION,
+    cniVersion: '1.1.0',
     name,
     type: 'bridge',
     bridge: `pmbr${n}`,
@@ -64,7 +61,7 @@ function setup(backend: 'iptables' | 'nftables') {
     ipam: { type: 'host-local', ranges: [[{ subnet: `10.70.${n}.0/24` }], [{ subnet: `fd00:70:${n}::/64` }]], dataDir: join(lab.dir, 'ipam') },
   };
   const portmapConf = (portMappings: object[], prevResult?: object) => ({
-    cniVersion: VERSION,
+    cniVersion: '1.1.0',
     name,
     type: 'portmap',
     backend,
@@ -74,7 +71,7 @@ function setup(backend: 'iptables' | 'nftables') {
     ...(prevResult ? { prevResult } : {}),
   });
   const run = (plugin: string, command: string, id: string, netns: string | undefined, config: object) =>
-    lab.plugin(bin(plugin), { command, containerId: id, netns, ifname: 'eth0', path: CNI_PATH, config });
+    lab.plugin(bin(plugin), { command, containerId: id, netns, ifname: 'eth0', path: BIN, config });
 
   /** A container with a bridge attachment and its published ports. */
   const container = (portMappings: object[]) => {

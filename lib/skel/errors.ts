@@ -18,6 +18,8 @@ export const ErrorCode = {
   RangeExhausted: 101,
   /** A requested host port is already bound or published. */
   PortInUse: 102,
+  /** A requested address is already leased to another container. */
+  AddressInUse: 103,
   /** An operation on the system failed (netlink, firewall, files). */
   Internal: 999,
 } as const;

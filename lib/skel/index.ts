@@ -34,9 +34,10 @@ export interface Plugin<C extends NetConf> {
   /**
    * 'container' (default): CNI_NETNS must be another namespace than the
    * plugin's own, so a mistake cannot reconfigure the host. 'host': it must
-   * be the plugin's own (Docker's --net host).
+   * be the plugin's own (Docker's --net host). 'any': not looked at, for
+   * IPAM plugins, which only pass it along (as the reference's do).
    */
-  netns?: 'container' | 'host';
+  netns?: 'container' | 'host' | 'any';
   add(ctx: Context<C>): MaybeAsync<Result>;
   check(ctx: Context<C>): MaybeAsync<void>;
   del(ctx: Context<C>): MaybeAsync<void>;
@@ -129,7 +130,8 @@ async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: Io, state: { v
   if (problem) throw new CniError(ErrorCode.InvalidConfig, `invalid network configuration: ${problem}`);
   const conf = raw as C;
 
-  if (inv.command === 'ADD' || inv.command === 'CHECK') checkNetns(inv, plugin.netns ?? 'container');
+  const netnsMode = plugin.netns ?? 'container';
+  if ((inv.command === 'ADD' || inv.command === 'CHECK') && netnsMode !== 'any') checkNetns(inv, netnsMode);
 
   const log = await openLogger(conf.logFile ?? io.env.CNIKIT_LOG_FILE, {
     plugin: plugin.name,

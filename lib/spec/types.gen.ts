@@ -72,6 +72,19 @@ export type NetworkName = string;
  */
 export type InterfaceName = string;
 /**
+ * The network configuration as the host-local IPAM plugin receives it: the options of the reference host-local in the ipam section.
+ */
+export type HostLocalConf = NetConf & {
+  ipam: HostLocalIPAM;
+  args?: {
+    cni?: {
+      ips?: string[];
+      [k: string]: unknown;
+    };
+    [k: string]: unknown;
+  };
+};
+/**
  * Options of the host plugin (Docker's --net host): none beyond the common network configuration; runtimeConfig.portMappings is checked against ports bound on the host.
  */
 export type HostConf = NetConf;
@@ -119,6 +132,7 @@ export interface CnikitSchemas {
   BridgeConf?: BridgeConf;
   NetConfList?: NetConfList;
   ErrorResult?: ErrorResult;
+  HostLocalConf?: HostLocalConf;
   HostConf?: HostConf;
   NetConf?: NetConf;
   NoneConf?: NoneConf;
@@ -247,6 +261,33 @@ export interface ErrorResult {
   msg: string;
   details?: string;
 }
+export interface HostLocalIPAM {
+  type: string;
+  ranges?: [HostLocalRange, ...HostLocalRange[]][];
+  subnet?: string;
+  rangeStart?: string;
+  rangeEnd?: string;
+  gateway?: string;
+  routes?: Route[];
+  dataDir?: string;
+  resolvConf?: string;
+  [k: string]: unknown;
+}
+export interface HostLocalRange {
+  subnet: string;
+  rangeStart?: string;
+  rangeEnd?: string;
+  gateway?: string;
+}
+export interface Route {
+  dst: string;
+  gw?: string;
+  mtu?: number;
+  advmss?: number;
+  priority?: number;
+  table?: number;
+  scope?: number;
+}
 /**
  * ADD success result, CNI 0.3.0, 0.3.1 and 0.4.0: ips carry a version, routes only dst and gw.
  */
@@ -291,15 +332,6 @@ export interface IPConfig {
   address: string;
   gateway?: string;
   interface?: number;
-}
-export interface Route {
-  dst: string;
-  gw?: string;
-  mtu?: number;
-  advmss?: number;
-  priority?: number;
-  table?: number;
-  scope?: number;
 }
 export interface VersionResult {
   cniVersion: string;

@@ -3,6 +3,7 @@ import type { ValidateFunction } from 'ajv';
 export declare const validateBridgeConf: ValidateFunction;
 export declare const validateNetConfList: ValidateFunction;
 export declare const validateErrorResult: ValidateFunction;
+export declare const validateHostLocalConf: ValidateFunction;
 export declare const validateHostConf: ValidateFunction;
 export declare const validateNetConf: ValidateFunction;
 export declare const validateNoneConf: ValidateFunction;

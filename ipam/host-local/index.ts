@@ -1,0 +1,72 @@
+// host-local IPAM: addresses from range sets, leased on disk under flock(2)
+// in the reference's layout, released by container ID + ifname, and GC for
+// the leases a crash left behind (the reference has none).
+import type { HostLocalConf, Result, Attachment } from '../../lib/spec/index.ts';
+import { validateHostLocalConf } from '../../lib/spec/validators.gen.js';
+import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
+import { formatIP } from '../../lib/ip/index.ts';
+import { loadConfig } from './config.ts';
+import { DiskStore } from './store.ts';
+import { allocate, release, collectGarbage } from './allocator.ts';
+import { readResolvConf } from './resolv.ts';
+
+function owner(ctx: Context<HostLocalConf>) {
+  return { containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
+}
+
+function add(ctx: Context<HostLocalConf>): Result {
+  const conf = loadConfig(ctx.conf, ctx.inv);
+  const dns = conf.resolvConf ? readResolvConf(conf.resolvConf) : undefined;
+  const store = new DiskStore(conf.dataDir, conf.network);
+  const made = store.locked(() => allocate(store, conf, owner(ctx)));
+  const result: Result = {
+    cniVersion: ctx.conf.cniVersion,
+    ips: made.map((a) => ({ address: `${formatIP(a.ip)}/${a.range.subnet.length}`, gateway: formatIP(a.range.gateway) })),
+  };
+  if (conf.routes.length > 0) result.routes = conf.routes;
+  if (dns) result.dns = dns;
+  return result;
+}
+
+function del(ctx: Context<HostLocalConf>): void {
+  const conf = loadConfig(ctx.conf, ctx.inv);
+  const store = new DiskStore(conf.dataDir, conf.network);
+  if (!store.exists()) return;
+  store.locked(() => release(store, owner(ctx)));
+}
+
+function check(ctx: Context<HostLocalConf>): void {
+  const conf = loadConfig(ctx.conf, ctx.inv);
+  const store = new DiskStore(conf.dataDir, conf.network);
+  const o = owner(ctx);
+  const mine = store.exists() ? store.leases().filter((l) => l.containerId === o.containerId && (l.ifname === o.ifname || l.ifname === '')) : [];
+  if (mine.length === 0) {
+    throw new CniError(ErrorCode.CheckFailed, `no address is leased to container ${o.containerId} (${o.ifname}) on network ${conf.network}`);
+  }
+}
+
+function gc(ctx: Context<HostLocalConf>, valid: Attachment[]): void {
+  const conf = loadConfig(ctx.conf, ctx.inv);
+  const store = new DiskStore(conf.dataDir, conf.network);
+  if (!store.exists()) return;
+  const removed = store.locked(() => collectGarbage(store, valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }))));
+  for (const l of removed) ctx.log.info({ ip: formatIP(l.ip), containerId: l.containerId, ifname: l.ifname }, 'gc: released a stale lease');
+}
+
+function status(ctx: Context<HostLocalConf>): void {
+  const conf = loadConfig(ctx.conf, ctx.inv);
+  const problem = new DiskStore(conf.dataDir, conf.network).writable();
+  if (problem) throw new CniError(ErrorCode.NotAvailable, `the lease store of network ${conf.network} is not writable: ${problem}`);
+}
+
+export const hostLocalPlugin: Plugin<HostLocalConf> = {
+  name: 'host-local',
+  validate: validateHostLocalConf,
+  // IPAM does not enter the container's namespace; CNI_NETNS is only passed along.
+  netns: 'any',
+  add,
+  check,
+  del,
+  gc,
+  status,
+};
