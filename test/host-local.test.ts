@@ -1,0 +1,208 @@
+// host-local as a runtime (or bridge) execs it: real processes, a real data
+// dir, the reference plugin's layout, concurrency and crashes.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Lab } from './lab.ts';
+import { bin, BIN, REFERENCE_BIN } from './dist.ts';
+
+let lab: Lab;
+let netns: string;
+beforeAll(() => {
+  lab = Lab.create();
+  netns = lab.container();
+});
+afterAll(() => lab.destroy());
+
+let n = 0;
+function network(ipam: object = {}, extra: object = {}) {
+  const name = `hl${n++}`;
+  const dataDir = join(lab.dir, `data${n}`);
+  const conf = {
+    cniVersion: '1.1.0',
+    name,
+    type: 'host-local',
+    ipam: { type: 'host-local', ranges: [[{ subnet: '10.80.0.0/24' }], [{ subnet: 'fd00:80::/64' }]], dataDir, ...ipam },
+    ...extra,
+  };
+  const dir = join(dataDir, name);
+  const leases = () => (existsSync(dir) ? readdirSync(dir).filter((f) => /^[0-9a-f.:]+$/.test(f) && /[.:]/.test(f)).sort() : []);
+  return { name, conf, dataDir, dir, leases };
+}
+
+function run(command: string, conf: object, id = 'c1', extra: { args?: string; binary?: string; ifname?: string } = {}) {
+  const r = lab.plugin(extra.binary ?? bin('host-local'), { command, containerId: id, netns, ifname: extra.ifname ?? 'eth0', path: BIN, args: extra.args, config: conf });
+  return { ...r, out: r.stdout ? (JSON.parse(r.stdout) as { code?: number; msg?: string; ips?: { address: string; gateway?: string }[] }) : undefined };
+}
+
+describe('host-local', () => {
+  it('gives one address per range set (IPv4 and IPv6) and leases them in the reference layout', () => {
+    const net = network({ routes: [{ dst: '0.0.0.0/0' }] });
+    const r = run('ADD', net.conf);
+    expect(r.status).toBe(0);
+    expect(r.out!.ips).toEqual([
+      { address: '10.80.0.2/24', gateway: '10.80.0.1' },
+      { address: 'fd00:80::2/64', gateway: 'fd00:80::1' },
+    ]);
+    expect(r.stdout).toContain('"routes":[{"dst":"0.0.0.0/0"}]');
+    expect(net.leases()).toEqual(['10.80.0.2', 'fd00:80::2']);
+    expect(readFileSync(join(net.dir, '10.80.0.2'), 'utf8')).toBe('c1\r\neth0');
+    expect(readFileSync(join(net.dir, 'last_reserved_ip.0'), 'utf8')).toBe('10.80.0.2');
+    expect(statSync(join(net.dir, '10.80.0.2')).mode & 0o777).toBe(0o600);
+    expect(statSync(net.dir).mode & 0o777).toBe(0o700);
+    expect(run('CHECK', net.conf).status).toBe(0);
+  });
+
+  it('honours a requested address from runtimeConfig.ips and from CNI_ARGS IP=', () => {
+    const net = network();
+    expect(run('ADD', { ...net.conf, runtimeConfig: { ips: ['10.80.0.50/24', 'fd00:80::50'] } }, 'a').out!.ips!.map((i) => i.address)).toEqual(['10.80.0.50/24', 'fd00:80::50/64']);
+    // Round robin goes on after the last address handed out, requested or not.
+    expect(run('ADD', net.conf, 'b', { args: 'IgnoreUnknown=1;IP=10.80.0.60' }).out!.ips!.map((i) => i.address)).toEqual(['10.80.0.60/24', 'fd00:80::51/64']);
+  });
+
+  it.each([
+    ['10.81.0.5', 7, 'outside every range'],
+    ['10.80.0.1', 7, 'is the gateway'],
+    ['10.80.0.0', 7, 'is the network address'],
+    ['10.80.0.255', 7, 'is the broadcast address'],
+    ['10.80.0.70', 103, 'already leased to container holder'],
+  ])('refuses requested address %s with code %i, naming it, and leases nothing', (ip, code, why) => {
+    const net = network();
+    expect(run('ADD', { ...net.conf, runtimeConfig: { ips: ['10.80.0.70'] } }, 'holder').status).toBe(0);
+    const before = net.leases();
+    const r = run('ADD', { ...net.conf, runtimeConfig: { ips: [ip] } }, 'asker');
+    expect(r.status).toBe(1);
+    expect(r.out).toMatchObject({ code, msg: expect.stringContaining(ip) });
+    expect(r.out!.msg).toContain(why);
+    expect(net.leases()).toEqual(before);
+  });
+
+  it('refuses names that could escape the data dir', () => {
+    const net = network();
+    const evil = run('ADD', { ...net.conf, name: '../escape' });
+    expect(evil.out!.code).toBe(7);
+    expect(existsSync(join(net.dataDir, '..', 'escape'))).toBe(false);
+    const badId = run('ADD', net.conf, '../x');
+    expect(badId.out!.code).toBe(4);
+    expect(net.leases()).toEqual([]);
+  });
+
+  it('an exhausted range set fails with code 101 naming the range, and leaves nothing', () => {
+    const net = network({ ranges: [[{ subnet: '10.82.0.0/24', rangeEnd: '10.82.0.3' }]] });
+    expect(run('ADD', net.conf, 'a').status).toBe(0);
+    expect(run('ADD', net.conf, 'b').status).toBe(0);
+    const r = run('ADD', net.conf, 'c');
+    expect(r.out).toMatchObject({ code: 101, msg: expect.stringContaining('10.82.0.1-10.82.0.3') });
+    expect(net.leases()).toEqual(['10.82.0.2', '10.82.0.3']);
+  });
+
+  it('DEL releases by container ID and ifname, twice, and with no store at all', () => {
+    const net = network();
+    run('ADD', net.conf, 'a');
+    run('ADD', net.conf, 'a', { ifname: 'eth1' });
+    expect(net.leases()).toHaveLength(4);
+    expect(run('DEL', net.conf, 'a').status).toBe(0);
+    expect(net.leases()).toEqual(['10.80.0.3', 'fd00:80::3']);
+    expect(run('DEL', net.conf, 'a').status).toBe(0);
+    expect(run('CHECK', net.conf, 'a').out).toMatchObject({ code: 100 });
+    expect(run('DEL', network().conf, 'a').status).toBe(0);
+  });
+
+  it('GC releases exactly the leases of attachments not in the valid list', () => {
+    const net = network();
+    for (const id of ['a', 'b', 'c']) run('ADD', net.conf, id);
+    const r = run('GC', { ...net.conf, 'cni.dev/valid-attachments': [{ containerID: 'b', ifname: 'eth0' }] }, 'gc');
+    expect(r.status).toBe(0);
+    expect(net.leases()).toEqual(['10.80.0.3', 'fd00:80::3']);
+    expect(readFileSync(join(net.dir, '10.80.0.3'), 'utf8')).toBe('b\r\neth0');
+  });
+
+  it('STATUS fails with 50 when the store cannot be written', () => {
+    const net = network();
+    expect(run('STATUS', net.conf).status).toBe(0);
+    const file = join(lab.dir, 'not-a-dir');
+    writeFileSync(file, '');
+    const r = run('STATUS', { ...net.conf, ipam: { ...net.conf.ipam, dataDir: file } });
+    expect(r.out).toMatchObject({ code: 50, msg: expect.stringContaining('not writable') });
+  });
+
+  it('shares a data dir with the reference host-local', () => {
+    const net = network({ ranges: [[{ subnet: '10.83.0.0/24' }]] });
+    const ref = { ...net.conf, cniVersion: '1.0.0' };
+    const r1 = run('ADD', ref, 'ref1', { binary: join(REFERENCE_BIN, 'host-local') });
+    expect(r1.status).toBe(0);
+    expect(run('ADD', net.conf, 'ours1').out!.ips![0]!.address).toBe('10.83.0.3/24');
+    expect(run('ADD', ref, 'ref2', { binary: join(REFERENCE_BIN, 'host-local') }).out!.ips![0]!.address).toBe('10.83.0.4/24');
+    expect(run('DEL', net.conf, 'ref1').status).toBe(0);
+    expect(net.leases()).toEqual(['10.83.0.3', '10.83.0.4']);
+  });
+});
+
+describe('host-local under concurrency and crashes', () => {
+  const spawnAdd = (conf: object, id: string) => {
+    const env = { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: BIN };
+    const p = spawn(bin('host-local'), [], { env });
+    p.stdin.end(JSON.stringify(conf));
+    let stdout = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const done = new Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string }>((resolve) => p.on('close', (status, signal) => resolve({ status, signal, stdout })));
+    return { p, done };
+  };
+
+  it('50 processes at once get 50 distinct addresses and a consistent store', async () => {
+    const net = network({ ranges: [[{ subnet: '10.84.0.0/24' }]] });
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => spawnAdd(net.conf, `par${i}`).done));
+    for (const r of results) expect(r.status).toBe(0);
+    const addrs = results.map((r) => (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address);
+    expect(new Set(addrs).size).toBe(50);
+    expect(net.leases()).toHaveLength(50);
+    const owners = net.leases().map((f) => readFileSync(join(net.dir, f), 'utf8'));
+    expect(new Set(owners).size).toBe(50);
+    for (const o of owners) expect(o).toMatch(/^par\d+\r\neth0$/);
+    expect(readdirSync(net.dir).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('a lock holder killed with SIGKILL does not block the next allocation', async () => {
+    const net = network({ ranges: [[{ subnet: '10.85.0.0/24' }]] });
+    mkdirSync(net.dir, { recursive: true, mode: 0o700 });
+    // Another process holds the store's lock (the directory, as the reference locks it).
+    const holder = spawn('flock', ['--no-fork', net.dir, 'sleep', '60']);
+    await new Promise((r) => setTimeout(r, 300));
+    const add = spawnAdd(net.conf, 'waiter');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(net.leases()).toEqual([]);
+    holder.kill('SIGKILL');
+    const r = await add.done;
+    expect(r.status).toBe(0);
+    expect(net.leases()).toEqual(['10.85.0.2']);
+  });
+
+  it('plugins killed mid-allocation leave no half-written lease', async () => {
+    const net = network({ ranges: [[{ subnet: '10.86.0.0/24' }]] });
+    const runs = Array.from({ length: 30 }, (_, i) => spawnAdd(net.conf, `k${i}`));
+    // Kill every third one at staggered moments while the others allocate.
+    runs.forEach((r, i) => {
+      if (i % 3 === 0) setTimeout(() => r.p.kill('SIGKILL'), 5 + i * 2);
+    });
+    await Promise.all(runs.map((r) => r.done));
+    expect(run('ADD', net.conf, 'after').status).toBe(0);
+    for (const f of net.leases()) expect(readFileSync(join(net.dir, f), 'utf8')).toMatch(/^(k\d+|after)\r\neth0$/);
+    expect(readdirSync(net.dir).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+    const ids = net.leases().map((f) => readFileSync(join(net.dir, f), 'utf8'));
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe('host-local as bridge delegates to it', () => {
+  it('bridge runs cnikit host-local in-process with the same on-disk effect', () => {
+    const net = network({ ranges: [[{ subnet: '10.87.0.0/24' }]] });
+    const ctr = lab.container();
+    const conf = { ...net.conf, type: 'bridge', bridge: 'hlbr0', isGateway: true, dataDir: join(lab.dir, 'bstate'), ipam: { ...net.conf.ipam, type: 'host-local' } };
+    const r = lab.plugin(bin('bridge'), { command: 'ADD', containerId: 'viaBridge', netns: ctr, ifname: 'eth0', path: BIN, config: conf });
+    expect(r.status).toBe(0);
+    expect(readFileSync(join(net.dir, '10.87.0.2'), 'utf8')).toBe('viaBridge\r\neth0');
+    expect(lab.plugin(bin('bridge'), { command: 'DEL', containerId: 'viaBridge', netns: ctr, ifname: 'eth0', path: BIN, config: conf }).status).toBe(0);
+    expect(net.leases()).toEqual([]);
+  });
+});
