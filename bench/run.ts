@@ -36,48 +36,101 @@ const loConf = JSON.stringify({ cniVersion: '1.0.0', name: 'bench-lo', type: 'lo
 
 const benchDir = mkdtempSync(join(tmpdir(), 'cnikit-bench-'));
 
-/** A bridge + host-local network as a runtime's conflist has it, for one contender. */
-function bridgeConf(tag: string, subnet: string): string {
-  return JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `bench-${tag}`,
-    type: 'bridge',
-    bridge: `bbr-${tag}`,
-    isGateway: true,
-    ipMasq: true,
-    ipMasqBackend: 'iptables',
-    dataDir: join(benchDir, tag, 'state'),
-    ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: join(benchDir, tag, 'ipam') },
-  });
+interface ChainSpec {
+  name: string;
+  /** Plugin directory (CNI_PATH). */
+  dir: string;
+  /** Short tag naming the contender's network, bridge and data dirs. */
+  tag: string;
+  subnet: string;
+  /** Firewall backend; absent: the plugin's own default. */
+  backend?: 'iptables' | 'nftables';
 }
 
-/** Bridge then loopback ADD (or DEL in reverse), each a separate exec, as a runtime runs the chain. */
-function chainContender(lab: BenchLab, name: string, dir: string, tag: string, subnet: string, cmd: 'ADD' | 'DEL') {
-  let netns = '';
-  let n = 0;
-  const conf = bridgeConf(tag, subnet);
-  const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: `bench-${tag}-${n}`, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: dir });
-  const add = () => {
-    execPlugin(join(dir, 'bridge'), env('ADD', 'eth0'), conf);
-    execPlugin(join(dir, 'loopback'), env('ADD', 'lo'), loConf);
+/** The conflist a runtime would hold: bridge (+ host-local), portmap with one mapping, loopback. */
+function chainConfs(c: ChainSpec) {
+  const bridge = {
+    cniVersion: '1.0.0',
+    name: `bench-${c.tag}`,
+    type: 'bridge',
+    bridge: `bbr-${c.tag}`,
+    isGateway: true,
+    ipMasq: true,
+    ...(c.backend ? { ipMasqBackend: c.backend } : {}),
+    dataDir: join(benchDir, c.tag, 'state'),
+    ipam: { type: 'host-local', ranges: [[{ subnet: c.subnet }]], dataDir: join(benchDir, c.tag, 'ipam') },
   };
-  const del = () => {
-    execPlugin(join(dir, 'loopback'), env('DEL', 'lo'), loConf);
-    execPlugin(join(dir, 'bridge'), env('DEL', 'eth0'), conf);
-  };
-  return {
-    name,
-    setup: () => {
-      n++;
-      netns = lab.container();
-      if (cmd === 'DEL') add();
-    },
-    run: cmd === 'ADD' ? add : del,
-    teardown: () => {
-      if (cmd === 'ADD') del();
-      lab.remove(netns);
-    },
-  };
+  const portmap = (prevResult: unknown, hostPort: number) => JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `bench-${c.tag}`,
+    type: 'portmap',
+    ...(c.backend ? { backend: c.backend } : {}),
+    dataDir: join(benchDir, c.tag, 'state'),
+    capabilities: { portMappings: true },
+    runtimeConfig: { portMappings: [{ hostPort, containerPort: 80, protocol: 'tcp' }] },
+    prevResult,
+  });
+  return { bridge: JSON.stringify(bridge), portmap };
+}
+
+/**
+ * The whole chain, one exec per plugin as a runtime runs it: ADD bridge,
+ * portmap, loopback; DEL in reverse with the cached result as prevResult.
+ * Containers set up and left in place by `keep` make the host "busy".
+ */
+class Chain {
+  private n = 0;
+  private readonly confs;
+  constructor(private readonly lab: BenchLab, readonly spec: ChainSpec) {
+    this.confs = chainConfs(spec);
+  }
+
+  add(): { netns: string; id: string; prev: unknown; port: number } {
+    const netns = this.lab.container();
+    const id = `bench-${this.spec.tag}-${this.n++}`;
+    const port = 10000 + (this.n % 50000);
+    const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: this.spec.dir });
+    const prev = JSON.parse(execPlugin(join(this.spec.dir, 'bridge'), env('ADD', 'eth0'), this.confs.bridge).stdout) as unknown;
+    execPlugin(join(this.spec.dir, 'portmap'), env('ADD', 'eth0'), this.confs.portmap(prev, port));
+    execPlugin(join(this.spec.dir, 'loopback'), env('ADD', 'lo'), loConf);
+    return { netns, id, prev, port };
+  }
+
+  del(c: { netns: string; id: string; prev: unknown; port: number }): void {
+    const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: c.id, CNI_NETNS: c.netns, CNI_IFNAME: ifname, CNI_PATH: this.spec.dir });
+    execPlugin(join(this.spec.dir, 'loopback'), env('DEL', 'lo'), loConf);
+    execPlugin(join(this.spec.dir, 'portmap'), env('DEL', 'eth0'), this.confs.portmap(c.prev, c.port));
+    execPlugin(join(this.spec.dir, 'bridge'), env('DEL', 'eth0'), this.confs.bridge);
+    this.lab.remove(c.netns);
+  }
+
+  contender(cmd: 'ADD' | 'DEL') {
+    let c: ReturnType<Chain['add']> | undefined;
+    return {
+      name: this.spec.name,
+      setup: () => {
+        if (cmd === 'DEL') c = this.add();
+      },
+      run: () => {
+        if (cmd === 'ADD') c = this.add();
+        else this.del(c!);
+      },
+      teardown: () => {
+        if (cmd === 'ADD') this.del(c!);
+      },
+    };
+  }
+}
+
+const CHAINS: Omit<ChainSpec, 'dir'>[] = [
+  { name: 'cnikit (nftables, its default)', tag: 'ckn', subnet: '10.200.0.0/16' },
+  { name: 'cnikit (iptables)', tag: 'cki', subnet: '10.201.0.0/16', backend: 'iptables' },
+  { name: 'reference (iptables, its default)', tag: 'ref', subnet: '10.202.0.0/16' },
+];
+const REF_CHAIN = 'reference (iptables, its default)';
+
+function chains(lab: BenchLab): Chain[] {
+  return CHAINS.map((c) => new Chain(lab, { ...c, dir: c.tag === 'ref' ? REF : OURS }));
 }
 
 const suites: Record<string, Suite> = {
@@ -111,16 +164,27 @@ const suites: Record<string, Suite> = {
     const del = measure([contender('cnikit none', join(OURS, 'none'), 'DEL'), contender('reference loopback', join(REF, 'loopback'), 'DEL')], ROUNDS);
     return [table('loopback ADD (fresh namespace)', add, 'reference loopback'), table('loopback DEL', del, 'reference loopback')].join('\n');
   },
-  bridge: (lab) => {
-    const pair = (cmd: 'ADD' | 'DEL') => [
-      chainContender(lab, 'cnikit bridge+host-local, loopback', OURS, 'ck', '10.200.0.0/16', cmd),
-      chainContender(lab, 'reference bridge+host-local, loopback', REF, 'ref', '10.201.0.0/16', cmd),
-    ];
-    const ref = 'reference bridge+host-local, loopback';
+  chain: (lab) => {
+    const cs = chains(lab);
     return [
-      table('chain ADD: bridge (ipMasq, iptables) + host-local, then loopback', measure(pair('ADD'), ROUNDS), ref),
-      table('chain DEL: loopback, then bridge + host-local', measure(pair('DEL'), ROUNDS), ref),
+      table('full chain ADD: bridge (+ host-local, ipMasq), portmap (1 port), loopback', measure(cs.map((c) => c.contender('ADD')), ROUNDS), REF_CHAIN),
+      table('full chain DEL: loopback, portmap, bridge (+ host-local)', measure(cs.map((c) => c.contender('DEL')), ROUNDS), REF_CHAIN),
     ].join('\n');
+  },
+  scale: (lab) => {
+    // ADD/DEL of one more container with N already on the host, per contender.
+    const cs = chains(lab);
+    const out: string[] = [];
+    const kept: { chain: Chain; c: ReturnType<Chain['add']> }[] = [];
+    let have = 0;
+    for (const n of (process.env.BENCH_SCALE ?? '10,100').split(',').map(Number)) {
+      for (; have < n; have++) for (const chain of cs) kept.push({ chain, c: chain.add() });
+      const rounds = Math.max(5, Math.floor(ROUNDS / 4));
+      out.push(table(`chain ADD with ${n} containers on the host`, measure(cs.map((c) => c.contender('ADD')), rounds, 1), REF_CHAIN));
+      out.push(table(`chain DEL with ${n} containers on the host`, measure(cs.map((c) => c.contender('DEL')), rounds, 1), REF_CHAIN));
+    }
+    for (const k of kept.reverse()) k.chain.del(k.c);
+    return out.join('\n');
   },
 };
 

@@ -11,9 +11,12 @@ const dist = join(root, 'dist');
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(join(dist, 'bin'), { recursive: true });
 
+// --splitting: each plugin's code is its own chunk inside the executable,
+// loaded when that plugin runs; start-up then parses only what it needs (~1 ms
+// saved per exec, measured).
 const r = spawnSync(
   process.execPath,
-  ['build', '--compile', '--minify', '--bytecode', '--format=esm', join(root, 'main.ts'), '--outfile', join(dist, 'cnikit')],
+  ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', join(root, 'main.ts'), '--outfile', join(dist, 'cnikit')],
   { stdio: 'inherit', cwd: root },
 );
 if (r.status !== 0) process.exit(r.status ?? 1);

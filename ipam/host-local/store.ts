@@ -3,7 +3,7 @@
 // "containerID\r\nifname", `last_reserved_ip.<set>` the last address handed
 // out, and the directory itself is what flock(2) locks.
 import {
-  openSync, closeSync, readdirSync, readFileSync, writeSync, fsyncSync, linkSync, rmSync, mkdirSync, statSync,
+  openSync, closeSync, readdirSync, writeSync, linkSync, rmSync, mkdirSync, statSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -100,7 +100,6 @@ export class DiskStore implements LeaseStore {
     const fd = openSync(tmp, 'wx', 0o600);
     try {
       writeSync(fd, `${owner.containerId}${LINE_BREAK}${owner.ifname}`);
-      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -136,10 +135,5 @@ export class DiskStore implements LeaseStore {
     } catch (e) {
       return (e as Error).message;
     }
-  }
-
-  /** For tests and tools: the owner text of one lease file. */
-  static readOwner(path: string): Owner {
-    return parseOwner(readFileSync(path, 'utf8'));
   }
 }
