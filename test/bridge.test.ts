@@ -7,7 +7,7 @@ import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, BIN } from './dist.ts';
-import { startPeerServer, tcpAsk, ping } from './net.ts';
+import { startPeerServer, tcpAsk, ping, addOutside } from './net.ts';
 import { validateResult } from '../lib/spec/validators.gen.js';
 
 let lab: Lab;
@@ -19,19 +19,7 @@ type Backend = (typeof BACKENDS)[number];
 
 beforeAll(async () => {
   lab = Lab.create();
-  // The "outside world": one more namespace of this run, behind the lab host.
-  outside = `/run/netns/${lab.addNetns('out')}`;
-  const outName = outside.replace('/run/netns/', '');
-  for (const ns of [lab.hostPath, outside]) {
-    lab.exec('sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0'], { netns: ns });
-  }
-  lab.ip(['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outName]);
-  lab.ip(['addr', 'add', '203.0.113.1/24', 'dev', 'uplink0']);
-  lab.ip(['link', 'set', 'uplink0', 'up']);
-  lab.ip(['addr', 'add', '203.0.113.2/24', 'dev', 'eth0'], outside);
-  lab.ip(['link', 'set', 'eth0', 'up'], outside);
-  lab.ip(['link', 'set', 'lo', 'up'], outside);
-  // No route back to any container subnet: only masquerade lets replies return.
+  outside = addOutside(lab);
   await startPeerServer(outside, 'tcp', '203.0.113.2', 8080, servers);
 });
 

@@ -60,3 +60,29 @@ setTimeout(() => process.exit(1), ${timeoutS * 1000});
 export function ping(lab: Lab, netns: string, address: string): boolean {
   return lab.exec('ping', ['-c1', '-W1', address], { netns }).status === 0;
 }
+
+/** The lab host's addresses on its uplink, and the outside host's. */
+export const UPLINK = { host4: '203.0.113.1', host6: 'fd00:ff::1', outside4: '203.0.113.2', outside6: 'fd00:ff::2' } as const;
+
+/**
+ * "Another host": one more namespace of the run, linked to the lab host by a
+ * veth (uplink0) with IPv4 and IPv6 addresses. It has no route to any
+ * container subnet, so only masquerade lets replies come back. Returns its path.
+ */
+export function addOutside(lab: Lab): string {
+  const outside = `/run/netns/${lab.addNetns('out')}`;
+  // No duplicate address detection on the lab's links: a tentative link-local
+  // address would hold the first IPv6 packets back for a second.
+  for (const ns of [lab.hostPath, outside]) {
+    lab.exec('sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0'], { netns: ns });
+  }
+  lab.ip(['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.replace('/run/netns/', '')]);
+  lab.ip(['addr', 'add', `${UPLINK.host4}/24`, 'dev', 'uplink0']);
+  lab.ip(['addr', 'add', `${UPLINK.host6}/64`, 'dev', 'uplink0', 'nodad']);
+  lab.ip(['link', 'set', 'uplink0', 'up']);
+  lab.ip(['addr', 'add', `${UPLINK.outside4}/24`, 'dev', 'eth0'], outside);
+  lab.ip(['addr', 'add', `${UPLINK.outside6}/64`, 'dev', 'eth0', 'nodad'], outside);
+  lab.ip(['link', 'set', 'eth0', 'up'], outside);
+  lab.ip(['link', 'set', 'lo', 'up'], outside);
+  return outside;
+}

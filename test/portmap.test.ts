@@ -7,32 +7,18 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, BIN } from './dist.ts';
-import { startPeerServer, tcpAsk, udpAsk } from './net.ts';
+import { startPeerServer, tcpAsk, udpAsk, addOutside, UPLINK } from './net.ts';
 
 
 let lab: Lab;
 let outside: string;
 const servers: ChildProcess[] = [];
-const HOST4 = '203.0.113.1';
-const HOST6 = 'fd00:ff::1';
+const HOST4 = UPLINK.host4;
+const HOST6 = UPLINK.host6;
 
 beforeAll(() => {
   lab = Lab.create();
-  outside = `/run/netns/${lab.addNetns('out')}`;
-  const outName = outside.replace('/run/netns/', '');
-  // No duplicate address detection on the lab's links: a tentative link-local
-  // address would hold the first IPv6 packets back for a second.
-  for (const ns of [lab.hostPath, outside]) {
-    lab.exec('sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0'], { netns: ns });
-  }
-  lab.ip(['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outName]);
-  lab.ip(['addr', 'add', `${HOST4}/24`, 'dev', 'uplink0']);
-  lab.ip(['addr', 'add', `${HOST6}/64`, 'dev', 'uplink0', 'nodad']);
-  lab.ip(['link', 'set', 'uplink0', 'up']);
-  lab.ip(['addr', 'add', '203.0.113.2/24', 'dev', 'eth0'], outside);
-  lab.ip(['addr', 'add', 'fd00:ff::2/64', 'dev', 'eth0', 'nodad'], outside);
-  lab.ip(['link', 'set', 'eth0', 'up'], outside);
-  lab.ip(['link', 'set', 'lo', 'up'], outside);
+  outside = addOutside(lab);
 });
 
 afterAll(() => {

@@ -8,7 +8,7 @@ import {
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sys, LOCK_EX } from '../../lib/sys/index.ts';
-import { writeFileAtomic, readFileIfExists } from '../../lib/state/index.ts';
+import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../../lib/state/index.ts';
 import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
 
 const LAST_RESERVED = 'last_reserved_ip.';
@@ -77,14 +77,7 @@ export class DiskStore implements LeaseStore {
 
   leases(): Lease[] {
     const out: Lease[] = [];
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
-    for (const name of names) {
+    for (const name of listDirIfExists(this.dir)) {
       const ip = tryParseIP(name);
       if (!ip) continue;
       const text = readFileIfExists(join(this.dir, name));

@@ -3,7 +3,7 @@
 // without the netns, the interface or the prevResult.
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic, readFileIfExists } from './index.ts';
+import { writeFileAtomic, readFileIfExists, listDirIfExists } from './index.ts';
 
 /** Where cnikit plugins keep their records unless the config says otherwise. */
 export const DEFAULT_DATA_DIR = '/var/lib/cni/cnikit';
@@ -46,15 +46,8 @@ export class AttachmentStore<R extends AttachmentId> {
   }
 
   list(): R[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
     const out: R[] = [];
-    for (const n of names) {
+    for (const n of listDirIfExists(this.dir)) {
       const m = /^(.+)@(.+)\.json$/.exec(n);
       if (!m) continue;
       const r = this.read({ containerId: m[1]!, ifname: m[2]! });

@@ -2,7 +2,7 @@
 // so a crash of the process leaves either the old or the new content, never
 // half of one. No fsync: it would cost a millisecond per file on every ADD,
 // and after a power loss the containers these files describe are gone too.
-import { mkdirSync, openSync, writeSync, closeSync, renameSync, rmSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync, writeSync, closeSync, renameSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sys, LOCK_EX } from '../sys/index.ts';
@@ -57,5 +57,15 @@ export function withFileLock<T>(path: string, fn: () => T): T {
   } finally {
     // Closing the last descriptor releases the lock.
     closeSync(fd);
+  }
+}
+
+/** The names in a directory, or none when it does not exist. */
+export function listDirIfExists(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
   }
 }
