@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync, existsSync, mkdirSy
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, BIN, REFERENCE_BIN } from './dist.ts';
+import { planNetwork } from '../ipam/pools.ts';
 
 let lab: Lab;
 let netns: string;
@@ -125,6 +126,14 @@ describe('host-local', () => {
     writeFileSync(file, '');
     const r = run('STATUS', { ...net.conf, ipam: { ...net.conf.ipam, dataDir: file } });
     expect(r.out).toMatchObject({ code: 50, msg: expect.stringContaining('not writable') });
+  });
+
+  it('leases from the ranges network create plans, never an aux address', () => {
+    const [plan] = planNetwork({ subnets: ['10.88.0.0/29'], auxAddresses: { router: '10.88.0.3' } }, [], []);
+    const net = network({ ranges: [plan!.ranges] });
+    const got = ['a', 'b', 'c', 'd'].map((id) => run('ADD', net.conf, id).out!.ips![0]!.address);
+    expect(got).toEqual(['10.88.0.2/29', '10.88.0.4/29', '10.88.0.5/29', '10.88.0.6/29']);
+    expect(run('ADD', net.conf, 'e').out!.code).toBe(101);
   });
 
   it('shares a data dir with the reference host-local', () => {
