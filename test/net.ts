@@ -45,12 +45,12 @@ export function tcpAsk(lab: Lab, netns: string, host: string, port: number, time
 }
 
 /** Sends one UDP datagram from a namespace and returns the reply, or undefined. */
-export function udpAsk(lab: Lab, netns: string, host: string, port: number, timeoutS = 2): string | undefined {
+export function udpAsk(lab: Lab, netns: string, host: string, port: number, timeoutS = 2, sourcePort = 0): string | undefined {
   const script = `
 const dgram = require('node:dgram');
 const s = dgram.createSocket(${JSON.stringify(host.includes(':') ? 'udp6' : 'udp4')});
 s.on('message', (m) => { process.stdout.write(m.toString()); process.exit(0); });
-s.send('hi', ${port}, ${JSON.stringify(host)});
+s.bind(${sourcePort}, () => s.send('hi', ${port}, ${JSON.stringify(host)}));
 setTimeout(() => process.exit(1), ${timeoutS * 1000});
 `;
   const r = lab.exec(process.execPath, ['-e', script], { netns, env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });

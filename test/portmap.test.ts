@@ -172,6 +172,21 @@ describe.each(['nftables', 'iptables'] as const)('portmap with %s', (backend) =>
     expect(net.records()).toEqual([]);
   });
 
+  it('flushes a stale UDP conntrack entry, so a port published after traffic to it answers at once', async () => {
+    const net = setup(backend);
+    const a = net.container([]);
+    await startPeerServer(a.netns, 'udp', '0.0.0.0', 53, servers);
+    // A client tries the port before it is published: the lab host tracks that flow un-NATed.
+    expect(udpAsk(lab, outside, HOST4, 5454, 1, 40000)).toBeUndefined();
+    expect(lab.exec('conntrack', ['-L', '-p', 'udp', '--orig-port-dst', '5454']).stdout).toContain('sport=40000');
+    const p = net.run('portmap', 'ADD', a.id, a.netns, net.portmapConf([{ hostPort: 5454, containerPort: 53, protocol: 'udp' }], a.prev));
+    expect(p.status).toBe(0);
+    // The same flow again (same source port): without the flush it would stay blackholed for 30 s.
+    expect(udpAsk(lab, outside, HOST4, 5454, 2, 40000)).toBe(UPLINK.outside4);
+    expect(net.run('portmap', 'DEL', a.id, a.netns, net.portmapConf([{ hostPort: 5454, containerPort: 53, protocol: 'udp' }], a.prev)).status).toBe(0);
+    expect(net.run('bridge', 'DEL', a.id, a.netns, net.bridgeConf).status).toBe(0);
+  });
+
   it('DEL works twice and without the netns; GC removes exactly the stale attachments', () => {
     const net = setup(backend);
     const a = net.container([{ hostPort: 8380, containerPort: 80 }]);
