@@ -237,6 +237,23 @@ describe('bridge failures leave nothing behind', () => {
     expectNothingLeft(net, { v4: '10.60.4.2', id: 'ctr-mac' });
   });
 
+  it('macspoofchk drops frames whose source MAC is not the container\'s; CHECK and DEL follow it', () => {
+    const net = network({ subnet: '10.60.6.0/24', extra: { macspoofchk: true } });
+    const a = attach(net, { runtimeConfig: { mac: '02:42:0a:3c:06:02' } });
+    expect(ping(lab, a.netns, '10.60.6.1')).toBe(true);
+    // The container forges another MAC: its frames no longer enter the bridge.
+    lab.ip(['link', 'set', 'eth0', 'address', '02:42:0a:3c:06:99'], a.netns);
+    lab.ip(['neigh', 'flush', 'all']);
+    expect(ping(lab, a.netns, '10.60.6.1')).toBe(false);
+    lab.ip(['link', 'set', 'eth0', 'address', '02:42:0a:3c:06:02'], a.netns);
+    expect(ping(lab, a.netns, '10.60.6.1')).toBe(true);
+    expect(call(net, 'CHECK', a.netns, a.id, { prevResult: a.result }).status).toBe(0);
+    lab.exec('nft', ['flush', 'set', 'bridge', 'cnikit', 'allowed']);
+    expect(JSON.parse(call(net, 'CHECK', a.netns, a.id, { prevResult: a.result }).stdout)).toMatchObject({ code: 100, msg: expect.stringContaining('spoof') });
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+    expect(lab.exec('nft', ['list', 'set', 'bridge', 'cnikit', 'checked']).stdout).not.toContain(a.result.interfaces[1]!.name);
+  });
+
   it('honours a requested MAC and hairpin mode', () => {
     const net = network({ subnet: '10.60.5.0/24', extra: { hairpinMode: true } });
     const a = attach(net, { runtimeConfig: { mac: '02:42:0a:3c:05:09' } });

@@ -8,6 +8,7 @@ import { NftablesFirewall } from './nftables.ts';
 import { FirewallError, type Backend, type Firewall } from './types.ts';
 
 export * from './types.ts';
+export { addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck } from './macspoof.ts';
 
 /**
  * Whether the iptables tools can work here, without running them (an exec

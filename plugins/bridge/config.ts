@@ -20,6 +20,7 @@ export interface BridgeOptions {
   disableContainerInterface: boolean;
   isolate: boolean;
   icc: boolean;
+  macspoofchk: boolean;
   dataDir: string;
   /** MAC for the container interface, if the runtime asked for one. */
   mac?: string;
@@ -50,9 +51,6 @@ export function refuseUnsupported(conf: BridgeConf): void {
   if (conf.vlan) {
     throw new CniError(ErrorCode.UnsupportedField, 'vlan is not supported by cnikit bridge yet', 'field vlan');
   }
-  if (conf.macspoofchk) {
-    throw new CniError(ErrorCode.UnsupportedField, 'macspoofchk is not supported by cnikit bridge yet', 'field macspoofchk');
-  }
 }
 
 export function resolveOptions(conf: BridgeConf, inv: Invocation): BridgeOptions {
@@ -71,6 +69,7 @@ export function resolveOptions(conf: BridgeConf, inv: Invocation): BridgeOptions
     disableContainerInterface: conf.disableContainerInterface ?? false,
     isolate: conf.isolate ?? false,
     icc: conf.icc ?? true,
+    macspoofchk: conf.macspoofchk ?? false,
     dataDir: conf.dataDir ?? DEFAULT_DATA_DIR,
     mac: requestedMac(conf, inv),
   };

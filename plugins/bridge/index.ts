@@ -7,7 +7,7 @@ import { validateBridgeConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { NetnsError } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, type Family, parsePrefix, parseIP, networkOf, formatIP, tryParsePrefix } from '../../lib/ip/index.ts';
-import { openFirewall, type Firewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
+import { openFirewall, addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck, type Firewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
 import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.ts';
 import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import type { AttachmentStore } from '../../lib/state/attachments.ts';
@@ -111,6 +111,12 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 
     const { routes, result: resultRoutes } = plannedRoutes(o, ipam, addrs);
     const container = configureContainer(netns, ifname, o, addrs, routes);
+    if (o.macspoofchk) {
+      record.spoofCheckMac = container.mac;
+      store.write(record);
+      addMacSpoofCheck(hostName, container.mac);
+      undo.push(() => delMacSpoofCheck(hostName, container.mac));
+    }
 
     if (o.isGateway) {
       const gateways = addrs.flatMap((a) => (a.gateway ? [{ ip: a.gateway, length: a.prefix.length }] : []));
@@ -155,6 +161,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: AttachmentStore<AttachmentRecord>): void {
   const hostName = record?.hostVeth ?? hostVethName(key.network, key.containerId, key.ifname);
   withNetlink((nl) => deletePair(nl, hostName));
+  if (record?.spoofCheckMac) delMacSpoofCheck(hostName, record.spoofCheckMac);
   if (netns) {
     try {
       // A pair made by another plugin (e.g. the reference bridge before an upgrade) has another host name.
@@ -224,6 +231,13 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
     const master = host.masterIndex !== undefined ? nl.linkByIndex(host.masterIndex) : undefined;
     if (master?.name !== o.bridge) throw checkFailed(`${hostName} is not attached to bridge ${o.bridge}`);
   });
+  if (o.macspoofchk && record?.spoofCheckMac) {
+    try {
+      checkMacSpoofCheck(hostName, record.spoofCheckMac);
+    } catch (e) {
+      throw checkFailed((e as Error).message);
+    }
+  }
   if (o.ipMasq) {
     try {
       openFirewall(record?.masqBackend ?? o.ipMasqBackend).checkMasquerade(keyOf(ctx), masqEntries(want));

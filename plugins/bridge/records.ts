@@ -15,6 +15,8 @@ export interface AttachmentRecord {
   hostVeth: string;
   netns?: string;
   ips: RecordIP[];
+  /** The container MAC the spoof check (macspoofchk) allows on the host veth. */
+  spoofCheckMac?: string;
   /** The firewall backend that holds this attachment's masquerade rules. */
   masqBackend?: 'iptables' | 'nftables';
 }
