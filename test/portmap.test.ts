@@ -210,6 +210,27 @@ describe.each(['nftables', 'iptables'] as const)('portmap with %s', (backend) =>
   });
 });
 
+describe('portmap conditions', () => {
+  it('conditionsV4 narrow the DNAT rules and choose the iptables backend; nftables refuses them with code 2', async () => {
+    const net = setup('iptables');
+    const a = net.container([]);
+    await startPeerServer(a.netns, 'tcp', '0.0.0.0', 80, servers);
+    const mappings = [{ hostPort: 8480, containerPort: 80, protocol: 'tcp' }];
+    const conf = { ...net.portmapConf(mappings, a.prev), backend: undefined, conditionsV4: ['-s', UPLINK.outside4] };
+    expect(net.run('portmap', 'ADD', a.id, a.netns, conf).status).toBe(0);
+    expect(lab.exec('iptables-save', ['-t', 'nat']).stdout).toMatch(/CNIK-HOSTPORTS -s 203\.0\.113\.2\/32 .*--dport 8480/);
+    expect(tcpAsk(lab, outside, HOST4, 8480)).toBe(UPLINK.outside4);
+    // The lab host itself is not 203.0.113.2: no DNAT for it.
+    expect(tcpAsk(lab, lab.hostPath, HOST4, 8480, 1)).toBeUndefined();
+    expect(net.run('portmap', 'DEL', a.id, a.netns, conf).status).toBe(0);
+    expect(portRulesMentioning(a.v4)).toEqual([]);
+    const nft = net.run('portmap', 'ADD', a.id, a.netns, { ...conf, backend: 'nftables' });
+    expect(JSON.parse(nft.stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('conditionsV4') });
+    expect(net.records()).toEqual([]);
+    net.remove(a);
+  });
+});
+
 describe('portmap without mappings or prevResult', () => {
   it('ADD with no mappings passes the prevResult through and creates nothing', () => {
     const net = setup('nftables');

@@ -37,6 +37,21 @@ function ipPort(f: Family, ip: string, port: number): string {
   return f === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
+// One iptables argument each: no quotes, spaces or newlines (restore input
+// is line text), and no target of their own (they only narrow the match).
+const CONDITION_TOKEN = /^[A-Za-z0-9_.:\/!,+=@%-]+$/;
+const TARGET_FLAGS = new Set(['-j', '--jump', '-g', '--goto']);
+
+function conditionArgs(req: PortMappingRequest, family: Family): string {
+  const args = req.conditions?.[family] ?? [];
+  for (const a of args) {
+    if (!CONDITION_TOKEN.test(a) || TARGET_FLAGS.has(a)) {
+      throw new FirewallError(`port mapping condition "${a.replace(/[^\x20-\x7e]/g, '?')}" is not a plain iptables match argument`);
+    }
+  }
+  return args.length > 0 ? ` ${args.join(' ')}` : '';
+}
+
 function portSpec(key: AttachmentKey, p: FamilyPorts, req: PortMappingRequest): PortSpec {
   const tag = `cnikit:${networkTag(key.network)}:${attachmentTag(key.containerId, key.ifname)}`;
   const comment = `-m comment --comment "${tag} ${describeKey(key)}"`;
@@ -45,7 +60,7 @@ function portSpec(key: AttachmentKey, p: FamilyPorts, req: PortMappingRequest): 
   const host = `${cip}/${p.family === 4 ? 32 : 128}`;
   const dnat = p.mappings.map((m) => ({
     rule:
-      `${DNAT_CHAIN} -p ${m.protocol}${m.hostIP ? ` -d ${formatIP(m.hostIP)}/${p.family === 4 ? 32 : 128}` : ''} ` +
+      `${DNAT_CHAIN} -p ${m.protocol}${m.hostIP ? ` -d ${formatIP(m.hostIP)}/${p.family === 4 ? 32 : 128}` : ''}${conditionArgs(req, p.family)} ` +
       `-m ${m.protocol} --dport ${m.hostPort} ${comment} -j DNAT --to-destination ${ipPort(p.family, cip, m.containerPort)}`,
     specific: m.hostIP !== undefined,
     mapping: m,

@@ -493,6 +493,9 @@ export class NftablesFirewall implements Firewall {
   }
 
   addPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
+    if ((request.conditions?.[4]?.length ?? 0) + (request.conditions?.[6]?.length ?? 0) > 0) {
+      throw new FirewallError('port mapping conditions are iptables match arguments: the nftables backend cannot apply them');
+    }
     setupNft([{ kind: 'ports', key, request }]);
   }
 

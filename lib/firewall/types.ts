@@ -57,6 +57,12 @@ export interface PortMappingRequest {
   snat?: boolean;
   /** Masquerade all DNATed connections, not only hairpin and localhost ones (portmap `masqAll`). */
   masqAll?: boolean;
+  /**
+   * Extra iptables match arguments for the DNAT rules of each family
+   * (portmap `conditionsV4`/`conditionsV6`, e.g. ["-s", "10.0.0.0/8"]).
+   * iptables backend only.
+   */
+  conditions?: { 4?: string[]; 6?: string[] };
 }
 
 /** A change that can share a transaction with others (see Firewall.setup). */

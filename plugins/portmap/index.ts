@@ -29,6 +29,8 @@ export interface PortmapRecord {
   ports: Published[];
   snat: boolean;
   masqAll: boolean;
+  /** conditionsV4/V6: extra iptables match arguments of the DNAT rules. */
+  conditions?: { 4?: string[]; 6?: string[] };
 }
 
 function dataDir(conf: PortmapConf): string {
@@ -43,8 +45,9 @@ function keyOf(ctx: Context<PortmapConf>): AttachmentKey {
   return { network: ctx.conf.name, containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
 }
 
-function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'masqAll'>): PortMappingRequest {
+function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'masqAll' | 'conditions'>): PortMappingRequest {
   return {
+    ...(r.conditions ? { conditions: r.conditions } : {}),
     containers: r.containers.map(parsePrefix),
     mappings: r.ports.map((p) => ({ hostIP: hostIPAddr(p), hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol })),
     snat: r.snat,
@@ -64,12 +67,18 @@ function holders(conf: PortmapConf, key: AttachmentKey): Holder[] {
   return out;
 }
 
-function refuseUnsupported(conf: PortmapConf): void {
-  for (const field of ['conditionsV4', 'conditionsV6'] as const) {
-    if ((conf[field]?.length ?? 0) > 0) {
-      throw new CniError(ErrorCode.UnsupportedField, `${field} (raw iptables match arguments) is not supported by cnikit portmap`, `field ${field}`);
-    }
+/**
+ * conditionsV4/V6 are iptables match arguments, so they choose the iptables
+ * backend when none is configured, and cannot go with nftables.
+ */
+function conditionsAndBackend(conf: PortmapConf): { conditions?: PortmapRecord['conditions']; backend?: Backend } {
+  const c4 = conf.conditionsV4 ?? [];
+  const c6 = conf.conditionsV6 ?? [];
+  if (c4.length + c6.length === 0) return { backend: conf.backend };
+  if (conf.backend === 'nftables') {
+    throw new CniError(ErrorCode.UnsupportedField, 'conditionsV4/conditionsV6 are iptables match arguments: they need backend iptables', 'field conditionsV4');
   }
+  return { conditions: { 4: c4, 6: c6 }, backend: 'iptables' };
 }
 
 /**
@@ -113,12 +122,12 @@ function add(ctx: Context<PortmapConf>): Result {
   }
   const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []);
   if (wanted.length === 0) return prev;
-  refuseUnsupported(ctx.conf);
+  const { conditions, backend } = conditionsAndBackend(ctx.conf);
   const containers = containerAddresses(prev);
   if (containers.length === 0) throw new CniError(ErrorCode.InvalidConfig, 'the prevResult has no container address to publish ports to');
 
   const key = keyOf(ctx);
-  const fw = openFirewall(ctx.conf.backend);
+  const fw = openFirewall(backend);
   const records = store(ctx.conf);
   const record = withFileLock(join(dataDir(ctx.conf), `${PLUGIN}.lock`), () => {
     const others = holders(ctx.conf, key);
@@ -139,6 +148,7 @@ function add(ctx: Context<PortmapConf>): Result {
       ports,
       snat: ctx.conf.snat ?? true,
       masqAll: ctx.conf.masqAll ?? false,
+      ...(conditions ? { conditions } : {}),
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
     records.write(r);
@@ -169,11 +179,13 @@ function del(ctx: Context<PortmapConf>): void {
   const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []).filter((w) => w.hostPort !== 0);
   const containers = ctx.prevResult ? containerAddresses(ctx.prevResult) : [];
   if (wanted.length === 0 || containers.length === 0) return;
-  openFirewall(ctx.conf.backend).delPortMappings(key, requestOf({
+  const { conditions, backend } = conditionsAndBackend(ctx.conf);
+  openFirewall(backend).delPortMappings(key, requestOf({
     containers: containers.map(formatPrefix),
     ports: wanted,
     snat: ctx.conf.snat ?? true,
     masqAll: ctx.conf.masqAll ?? false,
+    conditions,
   }));
 }
 
