@@ -226,6 +226,11 @@ describe('portmap conditions', () => {
     expect(portRulesMentioning(a.v4)).toEqual([]);
     const nft = net.run('portmap', 'ADD', a.id, a.netns, { ...conf, backend: 'nftables' });
     expect(JSON.parse(nft.stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('conditionsV4') });
+    // A condition may only narrow the match: no target, no rule syntax of its own.
+    for (const bad of [['-j', 'ACCEPT'], ['-s 1.2.3.4']]) {
+      const r = net.run('portmap', 'ADD', a.id, a.netns, { ...conf, conditionsV4: bad });
+      expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining(bad[0]!) });
+    }
     expect(net.records()).toEqual([]);
     net.remove(a);
   });

@@ -9,6 +9,7 @@ import { FirewallError, type Backend, type Firewall } from './types.ts';
 
 export * from './types.ts';
 export { addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck } from './macspoof.ts';
+export { checkConditions } from './iptables-ports.ts';
 
 /**
  * Whether the iptables tools can work here, without running them (an exec

@@ -42,13 +42,18 @@ function ipPort(f: Family, ip: string, port: number): string {
 const CONDITION_TOKEN = /^[A-Za-z0-9_.:\/!,+=@%-]+$/;
 const TARGET_FLAGS = new Set(['-j', '--jump', '-g', '--goto']);
 
-function conditionArgs(req: PortMappingRequest, family: Family): string {
-  const args = req.conditions?.[family] ?? [];
+/** Throws FirewallError unless every argument is a plain iptables match argument. */
+export function checkConditions(args: readonly string[]): void {
   for (const a of args) {
     if (!CONDITION_TOKEN.test(a) || TARGET_FLAGS.has(a)) {
       throw new FirewallError(`port mapping condition "${a.replace(/[^\x20-\x7e]/g, '?')}" is not a plain iptables match argument`);
     }
   }
+}
+
+function conditionArgs(req: PortMappingRequest, family: Family): string {
+  const args = req.conditions?.[family] ?? [];
+  checkConditions(args);
   return args.length > 0 ? ` ${args.join(' ')}` : '';
 }
 

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
-import { openFirewall, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
+import { openFirewall, checkConditions, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR, recordedNetworks } from '../../lib/state/attachments.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
@@ -77,6 +77,11 @@ function conditionsAndBackend(conf: PortmapConf): { conditions?: PortmapRecord['
   if (c4.length + c6.length === 0) return { backend: conf.backend };
   if (conf.backend === 'nftables') {
     throw new CniError(ErrorCode.UnsupportedField, 'conditionsV4/conditionsV6 are iptables match arguments: they need backend iptables', 'field conditionsV4');
+  }
+  try {
+    checkConditions([...c4, ...c6]);
+  } catch (e) {
+    throw new CniError(ErrorCode.InvalidConfig, `invalid conditionsV4/conditionsV6: ${(e as Error).message}`);
   }
   return { conditions: { 4: c4, 6: c6 }, backend: 'iptables' };
 }
