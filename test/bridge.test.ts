@@ -254,12 +254,21 @@ describe('bridge failures leave nothing behind', () => {
     expect(lab.exec('nft', ['list', 'set', 'bridge', 'cnikit', 'checked']).stdout).not.toContain(a.result.interfaces[1]!.name);
   });
 
-  it('honours a requested MAC and hairpin mode', () => {
-    const net = network({ subnet: '10.60.5.0/24', extra: { hairpinMode: true } });
+  it('refuses vlan with code 2 (it needs bridge VLAN filtering), nothing made', () => {
+    const net = network({ subnet: '10.60.7.0/24', extra: { vlan: 10 } });
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-vlan');
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 2, msg: expect.stringContaining('vlan') });
+    expect(lab.exec('ip', ['link', 'show', net.bridge]).status).not.toBe(0);
+    expectNothingLeft(net, { v4: '10.60.7.2', id: 'ctr-vlan' });
+  });
+
+  it('honours a requested MAC, hairpin mode and port isolation', () => {
+    const net = network({ subnet: '10.60.5.0/24', extra: { hairpinMode: true, portIsolation: true } });
     const a = attach(net, { runtimeConfig: { mac: '02:42:0a:3c:05:09' } });
     expect(a.result.interfaces[2]!.mac).toBe('02:42:0a:3c:05:09');
-    const port = (JSON.parse(lab.ip(['-j', '-d', 'link', 'show', a.result.interfaces[1]!.name])) as { linkinfo: { info_slave_data: { hairpin: boolean } } }[])[0]!;
-    expect(port.linkinfo.info_slave_data.hairpin).toBe(true);
+    const port = (JSON.parse(lab.ip(['-j', '-d', 'link', 'show', a.result.interfaces[1]!.name])) as { linkinfo: { info_slave_data: { hairpin: boolean; isolated: boolean } } }[])[0]!;
+    expect(port.linkinfo.info_slave_data).toMatchObject({ hairpin: true, isolated: true });
     expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
   });
 });

@@ -31,6 +31,10 @@ export type BridgeConf = NetConf & {
   vlan?: number;
   macspoofchk?: boolean;
   /**
+   * Isolated ports of a bridge cannot talk to each other, only to the host and non-isolated ports.
+   */
+  portIsolation?: boolean;
+  /**
    * Run IPv6 duplicate address detection on the container interface (off: addresses are usable at once).
    */
   enabledad?: boolean;

@@ -21,6 +21,8 @@ export interface BridgeOptions {
   isolate: boolean;
   icc: boolean;
   macspoofchk: boolean;
+  /** Bridge port isolation: asked for directly (portIsolation) or by icc=false. */
+  portIsolation: boolean;
   dataDir: string;
   /** MAC for the container interface, if the runtime asked for one. */
   mac?: string;
@@ -49,7 +51,9 @@ function requestedMac(conf: BridgeConf, inv: Invocation): string | undefined {
 /** ADD refuses what it cannot do rather than silently doing less. */
 export function refuseUnsupported(conf: BridgeConf): void {
   if (conf.vlan) {
-    throw new CniError(ErrorCode.UnsupportedField, 'vlan is not supported by cnikit bridge yet', 'field vlan');
+    // Bridge VLAN filtering is a kernel option (CONFIG_BRIDGE_VLAN_FILTERING)
+    // the machines cnikit is built and tested on lack, so it is not offered untested.
+    throw new CniError(ErrorCode.UnsupportedField, 'vlan is not supported by cnikit bridge yet (it needs bridge VLAN filtering)', 'field vlan');
   }
 }
 
@@ -70,6 +74,7 @@ export function resolveOptions(conf: BridgeConf, inv: Invocation): BridgeOptions
     isolate: conf.isolate ?? false,
     icc: conf.icc ?? true,
     macspoofchk: conf.macspoofchk ?? false,
+    portIsolation: (conf.portIsolation ?? false) || conf.icc === false,
     dataDir: conf.dataDir ?? DEFAULT_DATA_DIR,
     mac: requestedMac(conf, inv),
   };

@@ -80,7 +80,7 @@ export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName
   nl.setMaster(host.index, bridge.index);
   if (o.hairpinMode) nl.setHairpin(host.index, true);
   // icc=false: isolated ports of one bridge cannot talk to each other, only to the host.
-  if (!o.icc) nl.setBridgePortIsolated(host.index, true);
+  if (o.portIsolation) nl.setBridgePortIsolated(host.index, true);
   nl.setUp(host.index);
   return nl.link(hostName) ?? host;
 }
