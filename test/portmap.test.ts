@@ -3,7 +3,7 @@
 // over TCP, UDP and IPv6, for both firewall backends.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, BIN } from './dist.ts';
@@ -170,6 +170,9 @@ describe.each(['nftables', 'iptables'] as const)('portmap with %s', (backend) =>
     net.remove(b);
     net.remove(c);
     expect(net.records()).toEqual([]);
+    // The port index holds nothing for them any more.
+    expect(existsSync(join(lab.dir, 'state', 'portmap-ports', 'tcp', '8280'))).toBe(false);
+    expect(existsSync(join(lab.dir, 'state', 'portmap-ports', 'udp', '8280'))).toBe(false);
   });
 
   it('flushes a stale UDP conntrack entry, so a port published after traffic to it answers at once', async () => {
@@ -207,6 +210,21 @@ describe.each(['nftables', 'iptables'] as const)('portmap with %s', (backend) =>
     expect(net.records()).toEqual([`${c.id}@eth0.json`]);
     net.remove(b);
     net.remove(c);
+  });
+});
+
+describe('portmap port index', () => {
+  it('drops an index entry whose record is gone instead of refusing the port forever', () => {
+    const net = setup('iptables');
+    const a = net.container([{ hostPort: 8580, containerPort: 80 }]);
+    expect(a.add.status).toBe(0);
+    // The record vanishes (wiped by hand) but the index still names the port's holder.
+    rmSync(join(lab.dir, 'state', 'portmap', net.name, `${a.id}@eth0.json`));
+    expect(net.run('portmap', 'DEL', a.id, a.netns, net.portmapConf([])).status).toBe(0);
+    const b = net.container([{ hostPort: 8580, containerPort: 80 }]);
+    expect(b.add.stdout).not.toContain('"code"');
+    net.remove(b);
+    net.remove(a);
   });
 });
 

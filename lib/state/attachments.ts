@@ -1,7 +1,7 @@
 // One JSON record per attachment (network + container ID + ifname) under a
 // plugin's data dir: what an ADD made, so that DEL and GC can undo it
 // without the netns, the interface or the prevResult.
-import { readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, readFileIfExists, listDirIfExists } from './index.ts';
 
@@ -54,15 +54,5 @@ export class AttachmentStore<R extends AttachmentId> {
       if (r) out.push(r);
     }
     return out;
-  }
-}
-
-/** The networks that have records of `plugin` under dataDir. */
-export function recordedNetworks(dataDir: string, plugin: string): string[] {
-  try {
-    return readdirSync(join(dataDir, plugin), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
   }
 }

@@ -8,13 +8,14 @@ import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { openFirewall, checkConditions, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
-import { AttachmentStore, DEFAULT_DATA_DIR, recordedNetworks } from '../../lib/state/attachments.ts';
+import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
+import { PublishedPorts } from './published.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
 import { parsePrefix, formatPrefix, contains, type Prefix } from '../../lib/ip/index.ts';
 import {
-  normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type Holder,
+  normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type HoldersOf,
 } from './mappings.ts';
 
 const PLUGIN = 'portmap';
@@ -55,16 +56,28 @@ function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'mas
   };
 }
 
-/** Every port published by cnikit on this host, of every network, except this attachment's own. */
-function holders(conf: PortmapConf, key: AttachmentKey): Holder[] {
-  const out: Holder[] = [];
-  for (const network of recordedNetworks(dataDir(conf), PLUGIN)) {
-    for (const r of store(conf, network).list()) {
-      if (r.network === key.network && r.containerId === key.containerId && r.ifname === key.ifname) continue;
-      out.push({ network: r.network, containerId: r.containerId, ports: r.ports });
-    }
-  }
-  return out;
+function publishedPorts(conf: PortmapConf): PublishedPorts {
+  return new PublishedPorts(join(dataDir(conf), `${PLUGIN}-ports`));
+}
+
+function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
+  return a.network === b.network && a.containerId === b.containerId && a.ifname === b.ifname;
+}
+
+/**
+ * Who else publishes a port, from the port index; an entry whose record is
+ * gone (a crash between the two writes) is dropped on the way.
+ */
+function holdersOf(conf: PortmapConf, index: PublishedPorts, key: AttachmentKey): HoldersOf {
+  return (protocol, port) =>
+    index.holders(protocol, port).flatMap((h) => {
+      if (sameKey(h, key)) return [];
+      if (!store(conf, h.network).read(h)) {
+        index.drop(protocol, port, h);
+        return [];
+      }
+      return [{ network: h.network, containerId: h.containerId, port: { hostIP: h.hostIP, hostPort: port, containerPort: h.containerPort, protocol } }];
+    });
 }
 
 /**
@@ -135,16 +148,18 @@ function add(ctx: Context<PortmapConf>): Result {
   const fw = openFirewall(backend);
   const records = store(ctx.conf);
   const record = withFileLock(join(dataDir(ctx.conf), `${PLUGIN}.lock`), () => {
-    const others = holders(ctx.conf, key);
+    const index = publishedPorts(ctx.conf);
+    const others = holdersOf(ctx.conf, index, key);
     checkConflicts(wanted, others);
     const needRandom = wanted.some((w) => w.hostPort === 0);
     const sockets = needRandom ? boundSockets() : [];
     const { low, high } = needRandom ? ephemeralPortRange() : { low: 0, high: 0 };
-    const ports = choosePorts(wanted, others, {
+    const ports = choosePorts(wanted, {
       low,
       high,
       reserved: needRandom ? reservedPorts() : new Set(),
       bound: (protocol, port, hostIP) => findConflict(sockets, protocol, hostIP, port) !== undefined,
+      holdersOf: others,
     });
     const r: PortmapRecord = {
       ...key,
@@ -157,9 +172,11 @@ function add(ctx: Context<PortmapConf>): Result {
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
     records.write(r);
+    index.add(key, ports);
     try {
       fw.addPortMappings(key, requestOf(r));
     } catch (e) {
+      index.remove(key, ports);
       records.remove(key);
       throw e;
     }
@@ -171,13 +188,21 @@ function add(ctx: Context<PortmapConf>): Result {
   return { ...prev, portMappings: record.ports };
 }
 
+/** Drops an attachment's ports from the index, then its record (the source of truth goes last). */
+function forget(conf: PortmapConf, r: PortmapRecord): void {
+  withFileLock(join(dataDir(conf), `${PLUGIN}.lock`), () => {
+    publishedPorts(conf).remove(r, r.ports);
+    store(conf, r.network).remove(r);
+  });
+}
+
 function del(ctx: Context<PortmapConf>): void {
   const key = keyOf(ctx);
   const records = store(ctx.conf);
   const record = records.read(key);
   if (record) {
     openFirewall(record.backend).delPortMappings(key, requestOf(record));
-    records.remove(key);
+    forget(ctx.conf, record);
     return;
   }
   // No record (never published, or the data dir was lost): what the config and prevResult still tell.
@@ -214,7 +239,7 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
     backends.add(r.backend);
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     openFirewall(r.backend).delPortMappings({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
-    records.remove(r);
+    forget(ctx.conf, r);
   }
   // Rules whose record was lost.
   if (ctx.conf.backend) backends.add(ctx.conf.backend);

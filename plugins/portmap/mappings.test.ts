@@ -1,6 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import { CniError } from '../../lib/skel/index.ts';
-import { normalize, clash, checkConflicts, choosePorts, containerAddresses, type Published } from './mappings.ts';
+import { normalize, clash, checkConflicts, choosePorts, containerAddresses, type Published, type HoldersOf } from './mappings.ts';
+
+/** An index holding these ports, each for its own container. */
+const holding = (...ports: [Published, string][]): HoldersOf => (protocol, port) =>
+  ports.filter(([q]) => q.protocol === protocol && q.hostPort === port).map(([q, id]) => ({ network: 'n1', containerId: id, port: q }));
+const none: HoldersOf = () => [];
 
 const p = (hostPort: number, protocol: Published['protocol'] = 'tcp', hostIP = ''): Published => ({ hostIP, hostPort, containerPort: 80, protocol });
 
@@ -28,18 +33,17 @@ describe('portmap mappings', () => {
   });
 
   it('names the holder of a conflicting port, and refuses a port mapped twice', () => {
-    const holders = [{ network: 'n1', containerId: 'web1', ports: [p(8080)] }];
+    const holders = holding([p(8080), 'web1']);
     expect(() => checkConflicts([p(8080)], holders)).toThrow(/8080\/tcp is already published by container web1 \(network n1\)/);
-    expect(() => checkConflicts([p(8081), p(8081)], [])).toThrow(/mapped twice/);
+    expect(() => checkConflicts([p(8081), p(8081)], none)).toThrow(/mapped twice/);
     expect(() => checkConflicts([p(8080, 'udp')], holders)).not.toThrow();
   });
 
   it('chooses free host ports in the range, skipping reserved, bound and published ones', () => {
-    const space = { low: 100, high: 104, reserved: new Set([100]), bound: (_: string, port: number) => port === 101 };
-    const holders = [{ network: 'n', containerId: 'c', ports: [p(102)] }];
-    const chosen = choosePorts([p(0), p(0)], holders, space, () => 0);
+    const space = { low: 100, high: 104, reserved: new Set([100]), bound: (_: string, port: number) => port === 101, holdersOf: holding([p(102), 'c']) };
+    const chosen = choosePorts([p(0), p(0)], space, () => 0);
     expect(chosen.map((c) => c.hostPort)).toEqual([103, 104]);
-    expect(() => choosePorts([p(0), p(0), p(0)], holders, space, () => 0)).toThrow(/no free host port left in 100-104/);
+    expect(() => choosePorts([p(0), p(0), p(0)], space, () => 0)).toThrow(/no free host port left in 100-104/);
   });
 
   it('takes one container address per family from the sandbox interfaces of the prevResult', () => {

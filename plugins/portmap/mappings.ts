@@ -15,11 +15,15 @@ export interface Published {
   protocol: Protocol;
 }
 
+/** One port another attachment publishes. */
 export interface Holder {
   network: string;
   containerId: string;
-  ports: Published[];
+  port: Published;
 }
+
+/** Who publishes this protocol/port now (other attachments only). */
+export type HoldersOf = (protocol: Protocol, port: number) => Holder[];
 
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
 
@@ -77,14 +81,12 @@ export function describe(p: Published): string {
 }
 
 /** Throws PortInUse naming the port and the container that publishes it. */
-export function checkConflicts(wanted: Published[], holders: Holder[]): void {
+export function checkConflicts(wanted: Published[], holdersOf: HoldersOf): void {
   for (const w of wanted) {
     if (w.hostPort === 0) continue;
-    for (const h of holders) {
-      const hit = h.ports.find((p) => clash(p, w));
-      if (hit) {
-        throw new CniError(ErrorCode.PortInUse, `host port ${describe(w)} is already published by container ${h.containerId} (network ${h.network}) as ${describe(hit)}`);
-      }
+    const hit = holdersOf(w.protocol, w.hostPort).find((h) => clash(h.port, w));
+    if (hit) {
+      throw new CniError(ErrorCode.PortInUse, `host port ${describe(w)} is already published by container ${hit.containerId} (network ${hit.network}) as ${describe(hit.port)}`);
     }
     const twice = wanted.filter((o) => o !== w && o.hostPort !== 0 && clash(o, w));
     if (twice.length > 0) throw new CniError(ErrorCode.InvalidConfig, `host port ${describe(w)} is mapped twice`);
@@ -97,6 +99,7 @@ export interface PortSpace {
   reserved: Set<number>;
   /** Ports bound by host sockets, per protocol. */
   bound: (protocol: Protocol, port: number, hostIP: string) => boolean;
+  holdersOf: HoldersOf;
 }
 
 /**
@@ -104,8 +107,8 @@ export interface PortSpace {
  * ephemeral range, not reserved, not bound on the host, not published.
  * Starts at a random point so parallel runtimes rarely contend.
  */
-export function choosePorts(wanted: Published[], holders: Holder[], space: PortSpace, random: () => number = Math.random): Published[] {
-  const taken: Published[] = [...holders.flatMap((h) => h.ports), ...wanted.filter((w) => w.hostPort !== 0)];
+export function choosePorts(wanted: Published[], space: PortSpace, random: () => number = Math.random): Published[] {
+  const taken: Published[] = wanted.filter((w) => w.hostPort !== 0);
   const size = space.high - space.low + 1;
   return wanted.map((w) => {
     if (w.hostPort !== 0) return w;
@@ -115,6 +118,7 @@ export function choosePorts(wanted: Published[], holders: Holder[], space: PortS
       const candidate = { ...w, hostPort: port };
       if (space.reserved.has(port)) continue;
       if (taken.some((t) => clash(t, candidate))) continue;
+      if (space.holdersOf(w.protocol, port).some((h) => clash(h.port, candidate))) continue;
       if (space.bound(w.protocol, port, w.hostIP)) continue;
       taken.push(candidate);
       return candidate;

@@ -1,0 +1,58 @@
+// The host ports cnikit publishes, indexed by protocol and port: one file
+// per port under <dataDir>/portmap-ports/<protocol>/<port> listing who holds
+// it. Checking a port or choosing a free one reads only the ports in
+// question, so an ADD costs the same with 10 or 1,000 containers. Kept under
+// the portmap lock; the per-attachment records stay the source of truth.
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { writeFileAtomic, readFileIfExists } from '../../lib/state/index.ts';
+import type { AttachmentKey, Protocol } from '../../lib/firewall/index.ts';
+import type { Published } from './mappings.ts';
+
+export interface PortHolder extends AttachmentKey {
+  hostIP: string;
+  containerPort: number;
+}
+
+function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
+  return a.network === b.network && a.containerId === b.containerId && a.ifname === b.ifname;
+}
+
+export class PublishedPorts {
+  constructor(private readonly dir: string) {}
+
+  private file(protocol: Protocol, port: number): string {
+    return join(this.dir, protocol, String(port));
+  }
+
+  holders(protocol: Protocol, port: number): PortHolder[] {
+    const text = readFileIfExists(this.file(protocol, port));
+    if (text === undefined) return [];
+    try {
+      return JSON.parse(text) as PortHolder[];
+    } catch {
+      return [];
+    }
+  }
+
+  private write(protocol: Protocol, port: number, holders: PortHolder[]): void {
+    if (holders.length === 0) rmSync(this.file(protocol, port), { force: true });
+    else writeFileAtomic(this.file(protocol, port), JSON.stringify(holders));
+  }
+
+  /** Drops one holder of a port (e.g. one whose record is gone). */
+  drop(protocol: Protocol, port: number, key: AttachmentKey): void {
+    this.write(protocol, port, this.holders(protocol, port).filter((h) => !sameKey(h, key)));
+  }
+
+  add(key: AttachmentKey, ports: readonly Published[]): void {
+    for (const p of ports) {
+      const others = this.holders(p.protocol, p.hostPort).filter((h) => !sameKey(h, key) || h.hostIP !== p.hostIP);
+      this.write(p.protocol, p.hostPort, [...others, { ...key, hostIP: p.hostIP, containerPort: p.containerPort }]);
+    }
+  }
+
+  remove(key: AttachmentKey, ports: readonly Published[]): void {
+    for (const p of ports) this.drop(p.protocol, p.hostPort, key);
+  }
+}
