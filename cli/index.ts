@@ -1,8 +1,9 @@
 // The `cnikit` command.
 import { Command } from 'commander';
-import { SUPPORTED_VERSIONS } from '../lib/skel/index.ts';
+import { SUPPORTED_VERSIONS, CniError } from '../lib/skel/index.ts';
 import { PLUGIN_NAMES } from '../plugins/registry.ts';
 import { install } from './install.ts';
+import { registerCni } from './cni.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command('cnikit')
@@ -29,6 +30,7 @@ export async function runCli(argv: string[]): Promise<number> {
       const r = install(process.execPath, opts.dir, { force: opts.force });
       process.stdout.write(`installed ${r.executable} and ${PLUGIN_NAMES.join(', ')}\n`);
     });
+  registerCni(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -36,7 +38,8 @@ export async function runCli(argv: string[]): Promise<number> {
     // Commander has already printed its own usage errors.
     const code = (e as { exitCode?: unknown }).exitCode;
     if (typeof code === 'number') return code;
-    process.stderr.write(`cnikit: ${e instanceof Error ? e.message : String(e)}\n`);
+    const cniCode = e instanceof CniError ? ` (CNI error ${e.code})` : '';
+    process.stderr.write(`cnikit: ${e instanceof Error ? e.message : String(e)}${cniCode}\n`);
     return 1;
   }
 }
