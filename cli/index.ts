@@ -4,6 +4,7 @@ import { SUPPORTED_VERSIONS, CniError } from '../lib/skel/index.ts';
 import { PLUGIN_NAMES } from '../plugins/registry.ts';
 import { install } from './install.ts';
 import { registerCni } from './cni.ts';
+import { registerLab } from './lab.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command('cnikit')
@@ -31,9 +32,11 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stdout.write(`installed ${r.executable} and ${PLUGIN_NAMES.join(', ')}\n`);
     });
   registerCni(program);
+  registerLab(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    // `exec` passes on its command's status.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     // Commander has already printed its own usage errors.
     const code = (e as { exitCode?: unknown }).exitCode;

@@ -1,0 +1,173 @@
+// The network-namespace lab: a "container" is a named network namespace
+// (/run/netns/NAME) attached to loopback and a network through the driver,
+// with /etc/netns/NAME/{resolv.conf,hosts} and an optional background command.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Driver, parseList, type LoadedList, type RuntimeConf } from '../driver/index.ts';
+import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../lib/state/index.ts';
+import type { PortMapping, Result } from '../lib/spec/index.ts';
+import { paths } from './paths.ts';
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
+
+export interface Container {
+  name: string;
+  network: string;
+  netns: string;
+  containerId: string;
+  addresses: string[];
+  ports: { hostIP: string; hostPort: number; containerPort: number; protocol: string }[];
+  pid?: number;
+  created: string;
+}
+
+export interface RunOptions {
+  network: string;
+  ip?: string;
+  publish: PortMapping[];
+  dns: string[];
+  dnsSearch: string[];
+  addHosts: string[];
+  hostname?: string;
+  command: string[];
+}
+
+function containersDir(): string {
+  return join(paths().stateDir, 'containers');
+}
+
+function statePath(name: string): string {
+  return join(containersDir(), `${name}.json`);
+}
+
+export function getContainer(name: string): Container | undefined {
+  const text = readFileIfExists(statePath(name));
+  return text === undefined ? undefined : (JSON.parse(text) as Container);
+}
+
+export function listContainers(): Container[] {
+  return listDirIfExists(containersDir())
+    .filter((f) => f.endsWith('.json'))
+    .flatMap((f) => {
+      const c = getContainer(f.slice(0, -5));
+      return c ? [c] : [];
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function ip(args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+}
+
+const LOOPBACK: LoadedList = parseList(Buffer.from(JSON.stringify({ cniVersion: '1.1.0', name: 'cnikit-loopback', plugins: [{ type: 'loopback' }] })));
+
+function driver(): Driver {
+  const p = paths();
+  return new Driver({ cniPath: p.cniPath, cacheDir: p.cacheDir, timeoutMs: 60_000 });
+}
+
+function writeEtc(name: string, o: RunOptions, addresses: string[]): void {
+  const dir = join('/etc/netns', name);
+  mkdirSync(dir, { recursive: true });
+  const resolv = [...o.dns.map((d) => `nameserver ${d}`), ...(o.dnsSearch.length ? [`search ${o.dnsSearch.join(' ')}`] : [])];
+  writeFileSync(join(dir, 'resolv.conf'), resolv.join('\n') + '\n');
+  const host = o.hostname ?? name;
+  const hosts = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost', ...addresses.map((a) => `${a.split('/')[0]}\t${host}`)];
+  for (const h of o.addHosts) {
+    const i = h.lastIndexOf(':');
+    if (i <= 0) throw new Error(`--add-host ${h}: expected NAME:IP`);
+    hosts.push(`${h.slice(i + 1)}\t${h.slice(0, i)}`);
+  }
+  writeFileSync(join(dir, 'hosts'), hosts.join('\n') + '\n');
+}
+
+/** Creates and attaches a container; on any failure, undoes what it did. */
+export async function runContainer(name: string, network: LoadedList | 'none', o: RunOptions): Promise<Container> {
+  if (!NAME.test(name)) throw new Error(`invalid container name "${name}"`);
+  const netns = `/run/netns/${name}`;
+  if (getContainer(name) || existsSync(netns)) throw new Error(`container ${name} already exists`);
+  const containerId = `cnikit-${name}`;
+  const d = driver();
+  const undo: (() => unknown)[] = [];
+  try {
+    ip(['netns', 'add', name]);
+    undo.push(() => ip(['netns', 'del', name]));
+    const lo: RuntimeConf = { containerId, netns, ifname: 'lo' };
+    await d.add(LOOPBACK, lo);
+    undo.push(() => d.del(LOOPBACK, lo));
+    let result: Result | undefined;
+    if (network !== 'none') {
+      const caps: Record<string, unknown> = {};
+      if (o.publish.length > 0) caps.portMappings = o.publish;
+      if (o.ip) caps.ips = [o.ip];
+      const rt: RuntimeConf = { containerId, netns, ifname: 'eth0', capabilityArgs: caps };
+      result = await d.add(network, rt);
+      undo.push(() => d.del(network, rt));
+    }
+    const addresses = (result?.ips ?? []).map((i) => i.address);
+    writeEtc(name, o, addresses);
+    undo.push(() => rmSync(join('/etc/netns', name), { recursive: true, force: true }));
+    const c: Container = {
+      name,
+      network: network === 'none' ? 'none' : network.conf.name,
+      netns,
+      containerId,
+      addresses,
+      ports: ((result?.portMappings as Container['ports'] | undefined) ?? []),
+      created: new Date().toISOString(),
+    };
+    if (o.command.length > 0) {
+      const child = spawn('ip', ['netns', 'exec', name, ...o.command], { detached: true, stdio: 'ignore' });
+      child.unref();
+      if (child.pid) c.pid = child.pid;
+    }
+    writeFileAtomic(statePath(name), JSON.stringify(c, null, 2));
+    return c;
+  } catch (e) {
+    for (const u of undo.reverse()) {
+      try {
+        await u();
+      } catch {
+        // keep undoing
+      }
+    }
+    throw e;
+  }
+}
+
+/** Runs a command inside the container; returns its exit status. */
+export function execIn(name: string, command: string[]): number {
+  if (!getContainer(name)) throw new Error(`no container named ${name}`);
+  const r = spawnSync('ip', ['netns', 'exec', name, ...command], { stdio: 'inherit' });
+  return r.status ?? 1;
+}
+
+function alive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** DEL through the driver (network, then loopback), then the namespace and files. */
+export async function removeContainer(name: string, networkOf: (n: string) => LoadedList | undefined, force: boolean): Promise<void> {
+  const c = getContainer(name);
+  if (!c) throw new Error(`no container named ${name}`);
+  if (alive(c.pid)) {
+    if (!force) throw new Error(`container ${name} is running (pid ${c.pid}); use -f`);
+    process.kill(-c.pid!, 'SIGKILL');
+  }
+  const d = driver();
+  const list = c.network === 'none' ? undefined : networkOf(c.network);
+  if (list) await d.del(list, { containerId: c.containerId, netns: c.netns, ifname: 'eth0' });
+  await d.del(LOOPBACK, { containerId: c.containerId, netns: c.netns, ifname: 'lo' });
+  spawnSync('ip', ['netns', 'del', name]);
+  rmSync(join('/etc/netns', name), { recursive: true, force: true });
+  rmSync(statePath(name), { force: true });
+}
+

@@ -1,0 +1,136 @@
+// The commands of the network-namespace lab and of `network`, wired to commander.
+import type { Command } from 'commander';
+import { createNetwork, listNetworks, inspectNetwork, removeNetwork, pruneNetworks, findList, ensureDefaultBridge } from './network.ts';
+import { runContainer, execIn, listContainers, getContainer, removeContainer } from './containers.ts';
+import { parsePublish, describePublished } from './publish.ts';
+
+const collect = (v: string, acc: string[]) => [...acc, v];
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('   ').trimEnd()).join('\n') + '\n';
+}
+
+function keyValues(list: string[], flag: string): Record<string, string> {
+  return Object.fromEntries(
+    list.map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new Error(`${flag} ${kv}: expected KEY=VALUE`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  );
+}
+
+export function registerLab(program: Command): void {
+  const network = program.command('network').description('manage networks (CNI conflists in the config dir)');
+  network
+    .command('create <name>')
+    .description('create a bridge network; without --subnet one is taken from the default pools')
+    .option('-d, --driver <driver>', 'network driver', 'bridge')
+    .option('--subnet <cidr>', 'subnet (repeatable: IPv4 and IPv6)', collect, [])
+    .option('--gateway <ip>', 'gateway of the subnet given in the same position', collect, [])
+    .option('--ip-range <cidr>', 'sub-range container addresses are leased from', collect, [])
+    .option('--aux-address <name=ip>', 'address reserved, never leased', collect, [])
+    .option('--ipv6', 'also an IPv6 subnet')
+    .option('--internal', 'no outbound masquerade, no default route')
+    .option('-o, --opt <key=value>', 'driver option: com.docker.network.bridge.name, mtu', collect, [])
+    .option('--json', 'print the network as JSON')
+    .action((name: string, o: { driver: string; subnet: string[]; gateway: string[]; ipRange: string[]; auxAddress: string[]; ipv6?: boolean; internal?: boolean; opt: string[]; json?: boolean }) => {
+      if (o.driver !== 'bridge') throw new Error(`driver ${o.driver} is not supported (bridge)`);
+      createNetwork(name, {
+        subnets: o.subnet, gateways: o.gateway, ipRanges: o.ipRange, auxAddresses: keyValues(o.auxAddress, '--aux-address'),
+        ipv6: o.ipv6 ?? false, internal: o.internal ?? false, options: keyValues(o.opt, '-o'),
+      });
+      process.stdout.write(o.json ? JSON.stringify(inspectNetwork(name), null, 2) + '\n' : `${inspectNetwork(name).id}\n`);
+    });
+  network
+    .command('ls')
+    .description('list networks')
+    .option('--json', 'JSON output')
+    .action((o: { json?: boolean }) => {
+      const rows = listNetworks();
+      if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+      else process.stdout.write(table([['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE'], ...rows.map((r) => [r.id, r.name, r.driver, r.scope])]));
+    });
+  network
+    .command('inspect <name>')
+    .description('subnets, gateway, containers with addresses and ports (JSON)')
+    .action((name: string) => {
+      process.stdout.write(JSON.stringify(inspectNetwork(name), null, 2) + '\n');
+    });
+  network
+    .command('rm <name>')
+    .description('remove a network no container uses')
+    .action((name: string) => {
+      removeNetwork(name);
+      process.stdout.write(`${name}\n`);
+    });
+  network
+    .command('prune')
+    .description('remove every network no container uses')
+    .action(() => {
+      for (const n of pruneNetworks()) process.stdout.write(`${n}\n`);
+    });
+
+  program
+    .command('run <name> [command...]')
+    .description('create a "container" (a network namespace) attached to a network; optionally start COMMAND in it')
+    .option('--network <name>', 'network (bridge, none, or one created)', 'bridge')
+    .option('--ip <ip>', 'requested address')
+    .option('-p, --publish <spec>', "publish a port, Docker's syntax [ip:][hostPort:]containerPort[/proto]", collect, [])
+    .option('-P, --publish-all', 'publish every -p given without a host port on a free host port (the lab has no image to read EXPOSE from, so that is always so)')
+    .option('--dns <ip>', 'nameserver for resolv.conf', collect, [])
+    .option('--dns-search <domain>', 'search domain for resolv.conf', collect, [])
+    .option('--add-host <name:ip>', 'extra hosts entry', collect, [])
+    .option('--hostname <name>', 'host name in the hosts file')
+    .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string }) => {
+      const list = o.network === 'none' ? 'none' : o.network === 'bridge' ? ensureDefaultBridge() : findList(o.network);
+      if (!list) throw new Error(`no network named ${o.network}`);
+      const c = await runContainer(name, list, {
+        network: o.network, ip: o.ip, publish: o.publish.map(parsePublish), dns: o.dns, dnsSearch: o.dnsSearch,
+        addHosts: o.addHost, hostname: o.hostname, command,
+      });
+      process.stdout.write(`${c.name} ${c.addresses.join(' ')}${c.ports.length ? ` ${c.ports.map(describePublished).join(', ')}` : ''}\n`);
+    });
+  program
+    .command('exec <name> <command...>')
+    .description('run a command inside a container')
+    .action((name: string, command: string[]) => {
+      process.exitCode = execIn(name, command);
+    });
+  program
+    .command('ps')
+    .description('list containers')
+    .option('--json', 'JSON output')
+    .action((o: { json?: boolean }) => {
+      const cs = listContainers();
+      if (o.json) process.stdout.write(JSON.stringify(cs, null, 2) + '\n');
+      else process.stdout.write(table([['NAME', 'NETWORK', 'ADDRESSES', 'PORTS'], ...cs.map((c) => [c.name, c.network, c.addresses.join(','), c.ports.map(describePublished).join(', ')])]));
+    });
+  program
+    .command('port <name>')
+    .description('published ports of a container')
+    .action((name: string) => {
+      const c = getContainer(name);
+      if (!c) throw new Error(`no container named ${name}`);
+      for (const p of c.ports) process.stdout.write(`${p.containerPort}/${p.protocol} -> ${p.hostIP === '' ? '0.0.0.0' : p.hostIP}:${p.hostPort}\n`);
+    });
+  program
+    .command('inspect <name>')
+    .description('a container as JSON')
+    .action((name: string) => {
+      const c = getContainer(name);
+      if (!c) throw new Error(`no container named ${name}`);
+      process.stdout.write(JSON.stringify(c, null, 2) + '\n');
+    });
+  program
+    .command('rm <names...>')
+    .description('detach and remove containers')
+    .option('-f, --force', 'kill a running command first')
+    .action(async (names: string[], o: { force?: boolean }) => {
+      for (const n of names) {
+        await removeContainer(n, findList, o.force ?? false);
+        process.stdout.write(`${n}\n`);
+      }
+    });
+}
