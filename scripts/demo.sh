@@ -1,86 +1,68 @@
 #!/usr/bin/env bash
-# The main job, as a container runtime would do it: a bridge network with
-# host-local IPAM and published ports, two containers, traffic between them
-# and from "another host" through a published port, then a clean teardown.
-# Everything happens inside namespaces this script creates (a lab host, an
-# outside host, two containers), so the machine's own network is never changed.
+# The main job, as a user runs it with the cnikit command: a network with a
+# custom subnet, two containers, a published port, traffic between the
+# containers and from "another host" through the port, then a clean teardown.
+# The cnikit commands run inside a lab host namespace this script creates,
+# next to an "outside" host namespace, so the machine's own network (links,
+# routes, firewall) is never changed; all state goes to a temporary dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 npm run --silent build
 
 tag="ckdemo$$"
-lab="$tag-host" out="$tag-out" web1="$tag-web1" web2="$tag-web2"
+lab="$tag-host" out="$tag-out"
+web1="$tag-web1" web2="$tag-web2"
 work=$(mktemp -d)
-bin="$PWD/dist/bin"
-server_pid=""
+export CNIKIT_CONFIG_DIR="$work/net.d" CNIKIT_STATE_DIR="$work/state" CNIKIT_CACHE_DIR="$work/cache" CNIKIT_DATA_DIR="$work/data"
+ck() { nsenter --net="/run/netns/$lab" -- "$PWD/dist/cnikit" "$@"; }
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  for ns in "$web1" "$web2" "$out" "$lab"; do ip netns del "$ns" 2>/dev/null || true; done
+  ck rm -f "$web1" "$web2" >/dev/null 2>&1 || true
+  for ns in "$out" "$lab"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-inlab() { nsenter --net="/run/netns/$lab" -- "$@"; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
 
-# One plugin call, exactly as a runtime makes it: config on stdin, CNI_* in the environment.
-cni() { # cni PLUGIN COMMAND CONTAINER CONFIG_JSON
-  local ns="/run/netns/$tag-$3"
-  [ "$2" = DEL ] && [ ! -e "$ns" ] && ns=""
-  printf '%s' "$4" | inlab env CNI_COMMAND="$2" CNI_CONTAINERID="$3" CNI_NETNS="$ns" CNI_IFNAME=eth0 CNI_PATH="$bin" "$bin/$1"
-}
-
-step "a lab host, and an outside host behind it (203.0.113.0/24)"
-for ns in "$lab" "$out" "$web1" "$web2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+step "a lab host, and an outside host behind it on 203.0.113.0/24"
+for ns in "$lab" "$out"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip -n "$lab" link add uplink0 type veth peer name eth0 netns "$out"
 ip -n "$lab" addr add 203.0.113.1/24 dev uplink0 && ip -n "$lab" link set uplink0 up
 ip -n "$out" addr add 203.0.113.2/24 dev eth0 && ip -n "$out" link set eth0 up
 
-net='{"cniVersion":"1.1.0","name":"demo","type":"bridge","bridge":"cnikit-demo","isGateway":true,"isDefaultGateway":true,"ipMasq":true,
-      "dataDir":"'"$work"'/state","ipam":{"type":"host-local","ranges":[[{"subnet":"172.22.16.0/24"}]],"dataDir":"'"$work"'/ipam"}}'
-portmap() { # portmap PREV_RESULT MAPPINGS
-  printf '{"cniVersion":"1.1.0","name":"demo","type":"portmap","dataDir":"%s/state","runtimeConfig":{"portMappings":%s},"prevResult":%s}' "$work" "$2" "$1"
-}
+step "a network with a custom subnet"
+show cnikit network create --subnet 172.22.16.0/24 --gateway 172.22.16.1 my_net2
+ck network create --subnet 172.22.16.0/24 --gateway 172.22.16.1 my_net2
+ck network ls
 
-step "web1: bridge + host-local (docker run --network demo -p 8080:80)"
-r1=$(cni bridge ADD web1 "$net"); echo "$r1"
-cni portmap ADD web1 "$(portmap "$r1" '[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]')" >/dev/null
-ip1=$(echo "$r1" | grep -o '"address":"[0-9.]*' | head -1 | cut -d'"' -f4)
-
-step "web2: bridge + host-local"
-r2=$(cni bridge ADD web2 "$net"); echo "$r2"
-ip2=$(echo "$r2" | grep -o '"address":"[0-9.]*' | head -1 | cut -d'"' -f4)
-
-step "a web server in web1 on port 80 (answers with the client's address)"
-ip netns exec "$web1" env NODE_EXTRA_CA_CERTS= node -e '
-  require("net").createServer((s) => s.end(`hello from web1, you are ${s.remoteAddress}\n`)).listen(80, () => console.log("listening"));' &
-server_pid=$!
+step "two containers; web1 runs a web server and publishes port 80 on 8080"
+server='require("net").createServer((s) => s.end(`hello from web1, you are ${s.remoteAddress}\n`)).listen(80)'
+show cnikit run --network my_net2 --ip 172.22.16.8 -p 8080:80 web1 -- node -e '…'
+ck run --network my_net2 --ip 172.22.16.8 -p 8080:80 "$web1" -- env NODE_EXTRA_CA_CERTS= node -e "$server"
+show cnikit run --network my_net2 web2
+ck run --network my_net2 "$web2"
+ck ps
 sleep 1
 
-step "web2 -> web1 ($ip1:80) over the bridge"
-ip netns exec "$web2" timeout 3 bash -c "exec 3<>/dev/tcp/$ip1/80 && cat <&3"
+step "web2 -> web1 over the bridge"
+show cnikit exec web2 -- bash -c 'cat </dev/tcp/172.22.16.8/80'
+ck exec "$web2" -- timeout 3 bash -c 'exec 3<>/dev/tcp/172.22.16.8/80 && cat <&3'
 
-step "outside host -> lab host 203.0.113.1:8080 (published port) -> web1:80"
+step "the outside host -> the lab host's 203.0.113.1:8080 -> web1:80"
 ip netns exec "$out" timeout 3 bash -c 'exec 3<>/dev/tcp/203.0.113.1/8080 && cat <&3'
 
-step "web2 -> the outside host: masqueraded behind the lab host"
-ip netns exec "$web2" ping -c1 -W2 203.0.113.2 | grep -E 'bytes from|transmitted'
+step "web2 -> the outside host, masqueraded behind the lab host"
+ip netns exec "$out" env NODE_EXTRA_CA_CERTS= node -e 'require("net").createServer((s) => { s.end(`the outside sees ${s.remoteAddress}\n`); process.exit(0); }).listen(9000)' &
+sleep 1
+ck exec "$web2" -- timeout 3 bash -c 'exec 3<>/dev/tcp/203.0.113.2/9000 && cat <&3'
 
-step "the rules (nftables, table inet cnikit)"
-inlab nft list map inet cnikit ports4
-inlab nft list map inet cnikit masq4
-
-step "teardown: DEL in reverse, as a runtime does"
-kill "$server_pid"; server_pid=""
-cni portmap DEL web1 "$(portmap "$r1" '[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]')"
-cni bridge DEL web1 "$net"
-cni bridge DEL web2 "$net"
-echo "veths left on the lab host: $(inlab ip -o link show type veth | grep -vc uplink0 || true)"
-echo "leases left: $(find "$work/ipam" -type f -name '172.*' | wc -l)"
-echo "rules naming $ip1 or $ip2: $(inlab nft list ruleset | grep -cE "$ip1|$ip2" || true)"
+step "teardown"
+ck rm -f "$web1" "$web2"
+ck network rm my_net2
+echo "containers: $(ck ps | tail -n +2 | wc -l), veths on the lab host: $(ip -n "$lab" -o link show type veth | grep -vc uplink0 || true), published ports: $(ip netns exec "$lab" nft list map inet cnikit ports4 | grep -c 'elements' || true)"
 
 step "clean up"
 cleanup
 trap - EXIT
-echo "removed the lab namespaces; the machine's network was not touched"
+echo "removed the lab namespaces and state; the machine's network was not touched"
