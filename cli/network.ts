@@ -58,12 +58,7 @@ export function findList(name: string): LoadedList | undefined {
 }
 
 function hostRoutes(): Prefix[] {
-  const nl = Netlink.open();
-  try {
-    return nl.routes().flatMap((r) => (r.dst ? [r.dst] : []));
-  } finally {
-    nl.close();
-  }
+  return Netlink.with((nl) => nl.routes().flatMap((r) => (r.dst ? [r.dst] : [])));
 }
 
 function bridgeName(name: string, options: Record<string, string>): string {
@@ -181,13 +176,10 @@ export function removeNetwork(name: string): void {
   rmSync(l.file, { force: true });
   const bridge = bridgeOf(l)?.bridge;
   if (!bridge) return;
-  const nl = Netlink.open();
-  try {
+  Netlink.with((nl) => {
     const link = nl.link(bridge);
     if (link?.kind === 'bridge' && !nl.links().some((x) => x.masterIndex === link.index)) nl.deleteLink(link.index);
-  } finally {
-    nl.close();
-  }
+  });
   for (const backend of ['nftables', 'iptables'] as const) {
     try {
       openFirewall(backend).removeNetwork(bridge);

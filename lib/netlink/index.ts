@@ -1,6 +1,7 @@
 // rtnetlink in the namespace the socket was opened in: links (veth, bridge),
 // addresses and routes. Open it inside withNetns() to work on a container.
 import { NETLINK_ROUTE } from '../sys/index.ts';
+import { withNetns } from '../netns/index.ts';
 import {
   type Family, type IPAddr, type Prefix, formatIP, ipToBytes, ipFromBytes, lastAddress, networkOf,
 } from '../ip/index.ts';
@@ -252,6 +253,21 @@ export class Netlink {
   /** A route netlink socket in the caller's current network namespace. */
   static open(): Netlink {
     return new Netlink(NetlinkSocket.open(NETLINK_ROUTE));
+  }
+
+  /** Runs fn with a socket in the current namespace, closed afterwards. */
+  static with<T>(fn: (nl: Netlink) => T): T {
+    const nl = Netlink.open();
+    try {
+      return fn(nl);
+    } finally {
+      nl.close();
+    }
+  }
+
+  /** Runs fn with a socket in the namespace at path (see lib/netns), always coming back. */
+  static inNetns<T>(path: string, fn: (nl: Netlink) => T): T {
+    return withNetns(path, () => Netlink.with(fn));
   }
 
   close(): void {

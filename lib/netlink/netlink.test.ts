@@ -30,14 +30,7 @@ function ipLink(name: string, netns?: string): IpLink | undefined {
 }
 
 function inLab<T>(fn: (nl: Netlink) => T, netns = lab.hostPath): T {
-  return withNetns(netns, () => {
-    const nl = Netlink.open();
-    try {
-      return fn(nl);
-    } finally {
-      nl.close();
-    }
-  });
+  return Netlink.inNetns(netns, fn);
 }
 
 describe('lib/netlink', () => {

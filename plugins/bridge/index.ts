@@ -12,8 +12,9 @@ import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.
 import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import type { AttachmentStore } from '../../lib/state/attachments.ts';
 import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import { Netlink } from '../../lib/netlink/index.ts';
 import {
-  withNetlink, inNetns, hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
+  hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
   deletePair, enableForwarding, type ContainerAddress, type ContainerRoute,
 } from './links.ts';
 
@@ -91,15 +92,15 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     store.write(record);
     undo.push(() => store.remove({ containerId, ifname }));
 
-    const { link: bridge, created } = withNetlink((nl) => ensureBridge(nl, o));
+    const { link: bridge, created } = Netlink.with((nl) => ensureBridge(nl, o));
     if (created) {
-      undo.push(() => withNetlink((nl) => {
+      undo.push(() => Netlink.with((nl) => {
         const ports = nl.links().filter((l) => l.masterIndex === bridge.index);
         if (ports.length === 0) nl.deleteLink(bridge.index);
       }));
     }
-    const host = withNetlink((nl) => createPair(nl, o, bridge, hostName, netns, ifname));
-    undo.push(() => withNetlink((nl) => deletePair(nl, hostName)));
+    const host = Netlink.with((nl) => createPair(nl, o, bridge, hostName, netns, ifname));
+    undo.push(() => Netlink.with((nl) => deletePair(nl, hostName)));
 
     const ipam = await ipamAdd(ctx);
     undo.push(() => ipamDel(ctx));
@@ -120,7 +121,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 
     if (o.isGateway) {
       const gateways = addrs.flatMap((a) => (a.gateway ? [{ ip: a.gateway, length: a.prefix.length }] : []));
-      withNetlink((nl) => ensureGatewayAddresses(nl, o, bridge, gateways));
+      Netlink.with((nl) => ensureGatewayAddresses(nl, o, bridge, gateways));
       enableForwarding(new Set(gateways.map((g) => g.ip.family)));
     }
     // One firewall transaction (per family) for everything this ADD needs.
@@ -137,7 +138,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     }
 
     // The bridge takes its MAC from its first port: read it now.
-    const bridgeNow = withNetlink((nl) => nl.linkByIndex(bridge.index)) ?? bridge;
+    const bridgeNow = Netlink.with((nl) => nl.linkByIndex(bridge.index)) ?? bridge;
     const result: Result = {
       cniVersion: ctx.conf.cniVersion,
       interfaces: [
@@ -160,12 +161,12 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 /** Removes the links, rules and record of one attachment; each part succeeds when already gone. */
 function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: AttachmentStore<AttachmentRecord>): void {
   const hostName = record?.hostVeth ?? hostVethName(key.network, key.containerId, key.ifname);
-  withNetlink((nl) => deletePair(nl, hostName));
+  Netlink.with((nl) => deletePair(nl, hostName));
   if (record?.spoofCheckMac) delMacSpoofCheck(hostName, record.spoofCheckMac);
   if (netns) {
     try {
       // A pair made by another plugin (e.g. the reference bridge before an upgrade) has another host name.
-      inNetns(netns, (nl) => {
+      Netlink.inNetns(netns, (nl) => {
         const link = nl.link(key.ifname);
         if (link?.kind === 'veth') nl.deleteLink(link.index);
       });
@@ -207,7 +208,7 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
   const record = recordStore(o.dataDir, ctx.conf.name).read({ containerId, ifname });
   const hostName = record?.hostVeth ?? hostVethName(ctx.conf.name, containerId, ifname);
 
-  inNetns(netns, (nl) => {
+  Netlink.inNetns(netns, (nl) => {
     const link = nl.link(ifname);
     if (!link) throw checkFailed(`${ifname} does not exist in ${netns}`);
     if (link.kind !== 'veth') throw checkFailed(`${ifname} in ${netns} is a ${link.kind || 'plain device'}, not a veth`);
@@ -225,7 +226,7 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
       if (!found) throw checkFailed(`the route to ${r.dst} is missing in ${netns}`);
     }
   });
-  withNetlink((nl) => {
+  Netlink.with((nl) => {
     const host = nl.link(hostName);
     if (!host) throw checkFailed(`the host end ${hostName} of ${ifname} is missing`);
     const master = host.masterIndex !== undefined ? nl.linkByIndex(host.masterIndex) : undefined;

@@ -4,25 +4,11 @@
 import { openSync, closeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { Netlink, NetlinkError, writeSysctl, type Link } from '../../lib/netlink/index.ts';
-import { withNetns } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, networkOf, formatPrefix, contains, equalIP } from '../../lib/ip/index.ts';
 import { CniError, ErrorCode } from '../../lib/skel/index.ts';
 import type { BridgeOptions } from './config.ts';
 
 const EEXIST = 17;
-
-export function inNetns<T>(path: string, fn: (nl: Netlink) => T): T {
-  return withNetns(path, () => withNetlink(fn));
-}
-
-export function withNetlink<T>(fn: (nl: Netlink) => T): T {
-  const nl = Netlink.open();
-  try {
-    return fn(nl);
-  } finally {
-    nl.close();
-  }
-}
 
 /**
  * The host end's name, derived from the attachment so that a DEL or GC
@@ -108,7 +94,7 @@ export function configureContainer(
   addresses: ContainerAddress[],
   routes: ContainerRoute[],
 ): Link {
-  return inNetns(netns, (nl) => {
+  return Netlink.inNetns(netns, (nl) => {
     const link = nl.link(ifname);
     if (!link) throw new CniError(ErrorCode.Internal, `${ifname} is missing in ${netns} right after it was created`);
     if (!o.enableDad && addresses.some((a) => a.prefix.ip.family === 6)) {

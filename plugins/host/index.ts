@@ -23,8 +23,7 @@ function checkPorts(ctx: Context<HostConf>): void {
 }
 
 function hostInterfaces(): Pick<Result, 'interfaces' | 'ips'> {
-  const nl = Netlink.open();
-  try {
+  return Netlink.with((nl) => {
     const links = nl.links();
     const addresses = nl.addresses();
     const interfaces: Interface[] = links.map((l) => ({ name: l.name, mac: l.mac, mtu: l.mtu }));
@@ -34,9 +33,7 @@ function hostInterfaces(): Pick<Result, 'interfaces' | 'ips'> {
       return i === undefined ? [] : [{ address: a.cidr, interface: i }];
     });
     return { interfaces, ips };
-  } finally {
-    nl.close();
-  }
+  });
 }
 
 function add(ctx: Context<HostConf>): Result {

@@ -3,24 +3,13 @@
 import type { NoneConf, Result } from '../../lib/spec/index.ts';
 import { validateNoneConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
-import { withNetns, NetnsError } from '../../lib/netns/index.ts';
+import { NetnsError } from '../../lib/netns/index.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 
 const LO = 'lo';
 
-function inNetns<T>(path: string, fn: (nl: Netlink) => T): T {
-  return withNetns(path, () => {
-    const nl = Netlink.open();
-    try {
-      return fn(nl);
-    } finally {
-      nl.close();
-    }
-  });
-}
-
 function add(ctx: Context<NoneConf>): Result {
-  const addresses = inNetns(ctx.inv.netns, (nl) => {
+  const addresses = Netlink.inNetns(ctx.inv.netns, (nl) => {
     const lo = nl.link(LO);
     if (!lo) throw new CniError(ErrorCode.Internal, `no ${LO} interface in ${ctx.inv.netns}`);
     nl.setUp(lo.index);
@@ -35,7 +24,7 @@ function add(ctx: Context<NoneConf>): Result {
 }
 
 function check(ctx: Context<NoneConf>): void {
-  inNetns(ctx.inv.netns, (nl) => {
+  Netlink.inNetns(ctx.inv.netns, (nl) => {
     const lo = nl.link(LO);
     if (!lo?.up) throw new CniError(ErrorCode.CheckFailed, `${LO} in ${ctx.inv.netns} is not up`);
   });
@@ -44,7 +33,7 @@ function check(ctx: Context<NoneConf>): void {
 function del(ctx: Context<NoneConf>): void {
   if (!ctx.inv.netns) return;
   try {
-    inNetns(ctx.inv.netns, (nl) => {
+    Netlink.inNetns(ctx.inv.netns, (nl) => {
       const lo = nl.link(LO);
       if (lo) nl.setDown(lo.index);
     });

@@ -106,14 +106,11 @@ function conditionsAndBackend(conf: PortmapConf): { conditions?: PortmapRecord['
 function enableLocalnetRouting(containers: Prefix[]): void {
   const v4 = containers.find((c) => c.ip.family === 4);
   if (!v4) return;
-  const nl = Netlink.open();
-  try {
+  const link = Netlink.with((nl) => {
     const onLink = nl.addresses({ family: 4 }).find((a) => a.prefix.length < 32 && contains(a.prefix, v4.ip));
-    const link = onLink && nl.linkByIndex(onLink.index);
-    if (link) writeSysctl(`net/ipv4/conf/${link.name}/route_localnet`, '1');
-  } finally {
-    nl.close();
-  }
+    return onLink && nl.linkByIndex(onLink.index);
+  });
+  if (link) writeSysctl(`net/ipv4/conf/${link.name}/route_localnet`, '1');
 }
 
 /**
