@@ -83,9 +83,9 @@ export function registerCni(program: Command): void {
       // Printed in the list's version, as cnitool prints what libcni returns.
       process.stdout.write(JSON.stringify(convertResult(result, list.version), null, 2) + '\n');
     });
-  common(cni.command('del <network> <netns>').description('DEL (with the cached result)'))
-    .action(async (network: string, netns: string, o: CniOptions) => {
-      await driver(o).del(findNetwork(o.configDir, network), runtime(netns, o));
+  common(cni.command('del <network> [netns]').description('DEL (with the cached result); the netns may be gone'))
+    .action(async (network: string, netns: string | undefined, o: CniOptions) => {
+      await driver(o).del(findNetwork(o.configDir, network), runtime(netns ?? '', o));
     });
   common(cni.command('check <network> <netns>').description('CHECK against the cached result'))
     .action(async (network: string, netns: string, o: CniOptions) => {

@@ -85,7 +85,9 @@ export function createNetwork(name: string, o: CreateOptions): LoadedList {
   const { dataDir } = paths();
   const dirs = (sub: string) => (dataDir ? { dataDir: join(dataDir, sub) } : {});
   const list = {
-    cniVersion: '1.1.0',
+    // 1.0.0 for runtimes whose libcni predates 1.1.0 (Podman 4); newer ones pick 1.1.0 from cniVersions.
+    cniVersion: '1.0.0',
+    cniVersions: ['1.0.0', '1.1.0'],
     name,
     plugins: [
       {

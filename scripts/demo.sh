@@ -57,6 +57,14 @@ ip netns exec "$out" env NODE_EXTRA_CA_CERTS= node -e 'require("net").createServ
 sleep 1
 ck exec "$web2" -- timeout 3 bash -c 'exec 3<>/dev/tcp/203.0.113.2/9000 && cat <&3'
 
+step "what the lab shows"
+show cnikit exec web1 -- ip -br addr show eth0
+ck exec "$web1" -- ip -br addr show eth0
+show cnikit port web1
+ck port "$web1"
+show cnikit network inspect my_net2
+ck network inspect my_net2
+
 step "teardown"
 ck rm -f "$web1" "$web2"
 ck network rm my_net2
