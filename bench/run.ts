@@ -133,7 +133,48 @@ function chains(lab: BenchLab): Chain[] {
   return CHAINS.map((c) => new Chain(lab, { ...c, dir: c.tag === 'ref' ? REF : OURS }));
 }
 
+/** `cnikit run -p … NAME` then `cnikit rm NAME`, with cnikit's plugins in-process or the reference's exec'd, same driver. */
+function labContenders(lab: BenchLab) {
+  const cnikit = join(root, 'dist/cnikit');
+  const setups = [
+    { name: 'cnikit run/rm, cnikit plugins', tag: 'lk', subnet: '10.210.0.0/16', env: {} as Record<string, string> },
+    { name: 'cnikit run/rm, reference plugins', tag: 'lr', subnet: '10.211.0.0/16', env: { CNIKIT_EXEC_PLUGINS: '1', CNI_PATH: REF } },
+  ];
+  return setups.map((c) => {
+    const dir = join(benchDir, c.tag);
+    const env = { ...process.env, CNIKIT_CONFIG_DIR: join(dir, 'net.d'), CNIKIT_STATE_DIR: join(dir, 'state'), CNIKIT_CACHE_DIR: join(dir, 'cache'), CNIKIT_DATA_DIR: join(dir, 'data'), ...c.env };
+    mkdirSync(env.CNIKIT_CONFIG_DIR, { recursive: true });
+    // The network as a runtime's conflist has it, in the version both plugin sets speak.
+    writeFileSync(join(env.CNIKIT_CONFIG_DIR, 'bench.conflist'), JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'bench',
+      plugins: [
+        { type: 'bridge', bridge: `bbr-${c.tag}`, isGateway: true, isDefaultGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', ranges: [[{ subnet: c.subnet }]], dataDir: join(dir, 'ipam') }, dataDir: join(dir, 'plugins') },
+        { type: 'portmap', capabilities: { portMappings: true }, dataDir: join(dir, 'plugins') },
+      ],
+    }));
+    let n = 0;
+    const run = (args: string[]) => {
+      const r = spawnSync(cnikit, args, { env, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`cnikit ${args.join(' ')}: ${r.stderr}`);
+    };
+    const name = () => `${lab.prefix}-${c.tag}${n}`;
+    return {
+      add: { name: c.name, run: () => run(['run', '--network', 'bench', '-p', `${20000 + (n % 10000)}:80`, name()]), teardown: () => { run(['rm', name()]); n++; } },
+      del: { name: c.name, setup: () => run(['run', '--network', 'bench', '-p', `${20000 + (n % 10000)}:80`, name()]), run: () => { run(['rm', name()]); n++; } },
+    };
+  });
+}
+
 const suites: Record<string, Suite> = {
+  lab: (lab) => {
+    const cs = labContenders(lab);
+    const ref = 'cnikit run/rm, reference plugins';
+    return [
+      table('cnikit run (loopback + bridge + host-local + portmap, one published port)', measure(cs.map((c) => c.add), ROUNDS), ref),
+      table('cnikit rm', measure(cs.map((c) => c.del), ROUNDS), ref),
+    ].join('\n');
+  },
   version: () => {
     const run = (bin: string) => () => void execPlugin(bin, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
     const stats = measure(

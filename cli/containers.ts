@@ -61,11 +61,12 @@ function ip(args: string[]): void {
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
 }
 
-const LOOPBACK: LoadedList = parseList(Buffer.from(JSON.stringify({ cniVersion: '1.1.0', name: 'cnikit-loopback', plugins: [{ type: 'loopback' }] })));
+// 1.0.0: the version every loopback plugin speaks (the reference's stops there).
+const LOOPBACK: LoadedList = parseList(Buffer.from(JSON.stringify({ cniVersion: '1.0.0', name: 'cnikit-loopback', plugins: [{ type: 'loopback' }] })));
 
 function driver(): Driver {
   const p = paths();
-  return new Driver({ cniPath: p.cniPath, cacheDir: p.cacheDir, timeoutMs: 60_000 });
+  return new Driver({ cniPath: p.cniPath, cacheDir: p.cacheDir, timeoutMs: 60_000, ...(p.execPlugins ? { inProcess: false } : {}) });
 }
 
 function writeEtc(name: string, o: RunOptions, addresses: string[]): void {

@@ -10,6 +10,8 @@ export interface Paths {
   /** When set, the plugins' data dirs (leases, records) of networks created from here. */
   dataDir?: string;
   cniPath: string[];
+  /** CNIKIT_EXEC_PLUGINS=1: exec every plugin from CNI_PATH, cnikit's own too (e.g. to drive the reference plugins). */
+  execPlugins: boolean;
 }
 
 export function paths(): Paths {
@@ -19,6 +21,7 @@ export function paths(): Paths {
     stateDir: env.CNIKIT_STATE_DIR ?? '/var/lib/cnikit',
     cacheDir: env.CNIKIT_CACHE_DIR ?? '/var/lib/cni',
     cniPath: (env.CNI_PATH ?? '/opt/cni/bin').split(':').filter(Boolean),
+    execPlugins: env.CNIKIT_EXEC_PLUGINS === '1',
   };
   if (env.CNIKIT_DATA_DIR) p.dataDir = env.CNIKIT_DATA_DIR;
   return p;
