@@ -20,6 +20,13 @@ export interface Container {
   ports: { hostIP: string; hostPort: number; containerPort: number; protocol: string }[];
   pid?: number;
   created: string;
+  /** Networks connected later (`network connect`), each on its own interface. */
+  extra?: { network: string; ifname: string; addresses: string[] }[];
+}
+
+/** The networks a container is attached to. */
+export function networksOf(c: Container): string[] {
+  return [c.network, ...(c.extra ?? []).map((e) => e.network)];
 }
 
 export interface RunOptions {
@@ -164,6 +171,10 @@ export async function removeContainer(name: string, networkOf: (n: string) => Lo
     process.kill(-c.pid!, 'SIGKILL');
   }
   const d = driver();
+  for (const e of c.extra ?? []) {
+    const extra = networkOf(e.network);
+    if (extra) await d.del(extra, { containerId: c.containerId, netns: c.netns, ifname: e.ifname });
+  }
   const list = c.network === 'none' ? undefined : networkOf(c.network);
   if (list) await d.del(list, { containerId: c.containerId, netns: c.netns, ifname: 'eth0' });
   await d.del(LOOPBACK, { containerId: c.containerId, netns: c.netns, ifname: 'lo' });
@@ -172,3 +183,32 @@ export async function removeContainer(name: string, networkOf: (n: string) => Lo
   rmSync(statePath(name), { force: true });
 }
 
+
+/** `network connect`: one more interface (eth1, eth2, …) on another network. */
+export async function connectContainer(name: string, list: LoadedList, ip?: string): Promise<{ ifname: string; addresses: string[] }> {
+  const c = getContainer(name);
+  if (!c) throw new Error(`no container named ${name}`);
+  if (networksOf(c).includes(list.conf.name)) throw new Error(`container ${name} is already connected to ${list.conf.name}`);
+  const used = new Set(['eth0', ...(c.extra ?? []).map((e) => e.ifname)]);
+  let i = 1;
+  while (used.has(`eth${i}`)) i++;
+  const ifname = `eth${i}`;
+  const result = await driver().add(list, { containerId: c.containerId, netns: c.netns, ifname, capabilityArgs: ip ? { ips: [ip] } : {} });
+  const attached = { network: list.conf.name, ifname, addresses: (result.ips ?? []).map((x) => x.address) };
+  c.extra = [...(c.extra ?? []), attached];
+  writeFileAtomic(statePath(name), JSON.stringify(c, null, 2));
+  return attached;
+}
+
+export async function disconnectContainer(name: string, list: LoadedList): Promise<void> {
+  const c = getContainer(name);
+  if (!c) throw new Error(`no container named ${name}`);
+  const e = (c.extra ?? []).find((x) => x.network === list.conf.name);
+  if (!e) {
+    const why = c.network === list.conf.name ? ' (it is the network the container was run on; rm it instead)' : '';
+    throw new Error(`container ${name} is not connected to ${list.conf.name}${why}`);
+  }
+  await driver().del(list, { containerId: c.containerId, netns: c.netns, ifname: e.ifname });
+  c.extra = (c.extra ?? []).filter((x) => x !== e);
+  writeFileAtomic(statePath(name), JSON.stringify(c, null, 2));
+}

@@ -1,7 +1,8 @@
 // The commands of the network-namespace lab and of `network`, wired to commander.
 import type { Command } from 'commander';
 import { createNetwork, listNetworks, inspectNetwork, removeNetwork, pruneNetworks, findList, ensureDefaultBridge } from './network.ts';
-import { runContainer, execIn, listContainers, getContainer, removeContainer } from './containers.ts';
+import { runContainer, execIn, listContainers, getContainer, removeContainer, connectContainer, disconnectContainer, networksOf } from './containers.ts';
+import { withProgress } from './progress.ts';
 import { parsePublish, describePublished } from './publish.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -66,10 +67,28 @@ export function registerLab(program: Command): void {
       process.stdout.write(`${name}\n`);
     });
   network
+    .command('connect <network> <container>')
+    .description('attach a container to one more network (next free ethN)')
+    .option('--ip <ip>', 'requested address')
+    .action(async (net: string, container: string, o: { ip?: string }) => {
+      const list = net === 'bridge' ? ensureDefaultBridge() : findList(net);
+      if (!list) throw new Error(`no network named ${net}`);
+      const a = await withProgress(`connecting ${container} to ${net}`, () => connectContainer(container, list, o.ip));
+      process.stdout.write(`${container} ${a.ifname} ${a.addresses.join(' ')}\n`);
+    });
+  network
+    .command('disconnect <network> <container>')
+    .description('detach a container from a network it was connected to')
+    .action(async (net: string, container: string) => {
+      const list = findList(net);
+      if (!list) throw new Error(`no network named ${net}`);
+      await withProgress(`disconnecting ${container} from ${net}`, () => disconnectContainer(container, list));
+    });
+  network
     .command('prune')
     .description('remove every network no container uses')
-    .action(() => {
-      for (const n of pruneNetworks()) process.stdout.write(`${n}\n`);
+    .action(async () => {
+      for (const n of await withProgress('removing unused networks', () => pruneNetworks())) process.stdout.write(`${n}\n`);
     });
 
   program
@@ -86,10 +105,10 @@ export function registerLab(program: Command): void {
     .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string }) => {
       const list = o.network === 'none' ? 'none' : o.network === 'bridge' ? ensureDefaultBridge() : findList(o.network);
       if (!list) throw new Error(`no network named ${o.network}`);
-      const c = await runContainer(name, list, {
+      const c = await withProgress(`starting ${name}`, () => runContainer(name, list, {
         network: o.network, ip: o.ip, publish: o.publish.map(parsePublish), dns: o.dns, dnsSearch: o.dnsSearch,
         addHosts: o.addHost, hostname: o.hostname, command,
-      });
+      }));
       process.stdout.write(`${c.name} ${c.addresses.join(' ')}${c.ports.length ? ` ${c.ports.map(describePublished).join(', ')}` : ''}\n`);
     });
   program
@@ -105,7 +124,7 @@ export function registerLab(program: Command): void {
     .action((o: { json?: boolean }) => {
       const cs = listContainers();
       if (o.json) process.stdout.write(JSON.stringify(cs, null, 2) + '\n');
-      else process.stdout.write(table([['NAME', 'NETWORK', 'ADDRESSES', 'PORTS'], ...cs.map((c) => [c.name, c.network, c.addresses.join(','), c.ports.map(describePublished).join(', ')])]));
+      else process.stdout.write(table([['NAME', 'NETWORK', 'ADDRESSES', 'PORTS'], ...cs.map((c) => [c.name, networksOf(c).join(','), [...c.addresses, ...(c.extra ?? []).flatMap((e) => e.addresses)].join(','), c.ports.map(describePublished).join(', ')])]));
     });
   program
     .command('port <name>')
@@ -129,7 +148,7 @@ export function registerLab(program: Command): void {
     .option('-f, --force', 'kill a running command first')
     .action(async (names: string[], o: { force?: boolean }) => {
       for (const n of names) {
-        await removeContainer(n, findList, o.force ?? false);
+        await withProgress(`removing ${n}`, () => removeContainer(n, findList, o.force ?? false));
         process.stdout.write(`${n}\n`);
       }
     });

@@ -10,7 +10,7 @@ import { tryParsePrefix, networkOf, formatPrefix, type Prefix } from '../lib/ip/
 import { Netlink } from '../lib/netlink/index.ts';
 import { openFirewall } from '../lib/firewall/index.ts';
 import { paths } from './paths.ts';
-import { listContainers } from './containers.ts';
+import { listContainers, networksOf } from './containers.ts';
 
 export const BUILTIN = ['bridge', 'host', 'none'] as const;
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -146,7 +146,7 @@ export function listNetworks(): NetworkRow[] {
 
 /** Containers attached: the lab's, and any runtime's through libcni's cache. */
 function attachments(name: string): string[] {
-  const lab = listContainers().filter((c) => c.network === name).map((c) => c.name);
+  const lab = listContainers().filter((c) => networksOf(c).includes(name)).map((c) => c.name);
   const cached = new ResultCache(paths().cacheDir).list(name).map((e) => e.containerId).filter((id) => !lab.some((n) => id === `cnikit-${n}`));
   return [...lab, ...cached];
 }
@@ -156,8 +156,8 @@ export function inspectNetwork(name: string): Record<string, unknown> {
   if (!l) throw new Error(`no network named ${name}`);
   const containers = Object.fromEntries(
     listContainers()
-      .filter((c) => c.network === name)
-      .map((c) => [c.name, { addresses: c.addresses, ports: c.ports }]),
+      .filter((c) => networksOf(c).includes(name))
+      .map((c) => [c.name, c.network === name ? { addresses: c.addresses, ports: c.ports } : { addresses: c.extra?.find((e) => e.network === name)?.addresses ?? [], ports: [] }]),
   );
   return {
     name,

@@ -58,6 +58,7 @@ describe('cnikit network and lab commands', () => {
     expect(lab.exec('bash', ['-c', 'exec 3<>/dev/tcp/172.22.16.1/8080 && cat <&3']).stdout).toMatch(/^hi /);
     expect(cnikit(['exec', name('web2'), '--', 'false']).status).toBe(1);
     expect(cnikit(['port', name('web1')]).stdout).toBe('80/tcp -> 0.0.0.0:8080\n');
+    expect(cnikit(['exec', name('web1'), '--', 'ip', 'addr']).stdout).toContain('inet 172.22.16.8/24');
     expect(cnikit(['ps']).stdout).toMatch(new RegExp(`${name('web1')}\\s+my_net2\\s+172.22.16.8/24\\s+0.0.0.0:8080->80/tcp`));
     const inspect = JSON.parse(cnikit(['network', 'inspect', 'my_net2']).stdout);
     expect(inspect).toMatchObject({ name: 'my_net2', subnets: [{ subnet: '172.22.16.0/24', gateway: '172.22.16.1' }] });
@@ -68,6 +69,17 @@ describe('cnikit network and lab commands', () => {
     expect(cnikit(['network', 'create', 'other']).status).toBe(0);
     expect(cnikit(['run', '--network', 'other', name('other')]).status).toBe(0);
     expect(cnikit(['exec', name('other'), '--', 'timeout', '1', 'bash', '-c', 'exec 3<>/dev/tcp/172.22.16.8/80']).status).not.toBe(0);
+
+    // connect / disconnect: a second interface on the other network.
+    const conn = cnikit(['network', 'connect', 'other', name('web2')]);
+    expect(conn.stderr).toBe('');
+    expect(conn.stdout).toMatch(new RegExp(`^${name('web2')} eth1 \\d+\\.\\d+\\.\\d+\\.\\d+/\\d+`));
+    expect(cnikit(['exec', name('web2'), '--', 'ip', 'link', 'show', 'eth1']).status).toBe(0);
+    expect(JSON.parse(cnikit(['network', 'inspect', 'other']).stdout).containers).toHaveProperty(name('web2'));
+    expect(cnikit(['network', 'connect', 'other', name('web2')]).stderr).toMatch(/already connected/);
+    expect(cnikit(['network', 'disconnect', 'other', name('web2')]).status).toBe(0);
+    expect(cnikit(['exec', name('web2'), '--', 'ip', 'link', 'show', 'eth1']).status).not.toBe(0);
+    expect(cnikit(['network', 'disconnect', 'my_net2', name('web2')]).stderr).toMatch(/rm it instead/);
 
     expect(cnikit(['network', 'rm', 'my_net2']).stderr).toMatch(/has containers attached/);
     expect(cnikit(['rm', name('web1')]).stderr).toMatch(/is running .* use -f/);
