@@ -100,6 +100,8 @@ export async function delegate(conf: NetConf, inv: Invocation, opts: DelegateOpt
     input: stdin,
     encoding: 'utf8',
     timeout: opts.timeoutMs,
+    // A hung plugin may ignore SIGTERM; the timeout must end it.
+    killSignal: 'SIGKILL',
     maxBuffer: 16 << 20,
   });
   if (r.error) {

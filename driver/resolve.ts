@@ -1,0 +1,43 @@
+// Which plugins of a chain cnikit runs in its own process. In-process is an
+// optimisation of exec'ing cnikit's own executable, so it must not change
+// which plugin runs: a type that CNI_PATH resolves to another binary (the
+// reference bridge in /usr/lib/cni, say) is exec'd; one that CNI_PATH
+// resolves to cnikit, or does not have at all, runs in-process.
+import { realpathSync } from 'node:fs';
+import { basename } from 'node:path';
+import { findPlugin, type InProcessResolver } from '../lib/invoke/index.ts';
+import { PLUGINS, isPlugin } from '../plugins/registry.ts';
+
+/** cnikit's own plugins, whatever CNI_PATH holds. */
+export const ownPlugins: InProcessResolver = async (type) => (isPlugin(type) ? PLUGINS[type]!() : undefined);
+
+function realpath(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `file` is cnikit's multi-call executable (dist/bin and installed links point to it). */
+export function isCnikitExecutable(file: string): boolean {
+  const real = realpath(file);
+  if (real === undefined) return false;
+  // Under Bun's compiled executable, process.execPath is cnikit itself; under
+  // Node (development, tests) the built one is still called `cnikit`.
+  return real === realpath(process.execPath) || basename(real) === 'cnikit';
+}
+
+/** The default resolver: cnikit's own plugins, unless CNI_PATH finds another binary of that name first. */
+export function ownPluginsUnlessShadowed(cniPath: string[], own: InProcessResolver = ownPlugins): InProcessResolver {
+  return async (type) => {
+    let found: string | undefined;
+    try {
+      found = findPlugin(type, cniPath);
+    } catch {
+      found = undefined;
+    }
+    if (found !== undefined && !isCnikitExecutable(found)) return undefined;
+    return own(type);
+  };
+}
