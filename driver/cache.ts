@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import type { AnyResult } from '../lib/skel/result.ts';
 import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../lib/state/index.ts';
+import { isObject } from './json.ts';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';
 export const CACHE_KIND = 'cniCacheV1';
@@ -25,10 +26,6 @@ export interface CacheEntry {
 }
 
 export type NewCacheEntry = Omit<CacheEntry, 'kind' | 'config'> & { config: Buffer };
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** A parsed file as a v1 entry, or undefined when it is not one. */
 function asEntry(v: unknown): CacheEntry | undefined {

@@ -9,6 +9,7 @@ import type { NetConfList, PluginConf } from '../lib/spec/index.ts';
 import { validationError } from '../lib/spec/index.ts';
 import { validateNetConfList } from '../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, SUPPORTED_VERSIONS, compareVersions } from '../lib/skel/index.ts';
+import { isObject } from './json.ts';
 
 /** A configuration that cannot be loaded: code 7, the message names the file and the field. */
 export class ConfigError extends CniError {
@@ -53,10 +54,6 @@ function normaliseBooleans(obj: Record<string, unknown>, where: string): void {
     if (s !== 'true' && s !== 'false') throw new ConfigError(`${where}: "${key}" must be true or false, got ${JSON.stringify(v)}`);
     obj[key] = s === 'true';
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function parseJson(bytes: Buffer, where: string): unknown {

@@ -7,6 +7,7 @@ import { CniError, ErrorCode, compareVersions, toCurrent, convertResult, validat
 import type { AnyResult } from '../lib/skel/result.ts';
 import { delegate, type InProcessResolver, type Invocation } from '../lib/invoke/index.ts';
 import { ResultCache, DEFAULT_CACHE_DIR, type CacheEntry } from './cache.ts';
+import { isObject } from './json.ts';
 import { pluginConfig, gcConfig, type Injected } from './inject.ts';
 import { ownPluginsUnlessShadowed } from './resolve.ts';
 import type { LoadedList } from './conflist.ts';
@@ -61,10 +62,6 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function validateRuntime(list: LoadedList, rt: RuntimeConf, needNetns: boolean): void {
   validateContainerId(rt.containerId);
   validateIfname(rt.ifname);
@@ -74,6 +71,18 @@ function validateRuntime(list: LoadedList, rt: RuntimeConf, needNetns: boolean):
 /** A result in the list's version, whatever version the plugin printed or the cache held. */
 function inVersion(r: AnyResult, version: string): AnyResult {
   return convertResult(toCurrent(r), version);
+}
+
+/** A plugin's ADD output as a result in the list's version; what is not one is the plugin's error. */
+function readResult(out: unknown, plugin: PluginConf, version: string): AnyResult {
+  if (!isObject(out) || typeof out.cniVersion !== 'string') {
+    throw pluginError('ADD', plugin, new CniError(ErrorCode.DecodingFailure, 'returned no result'));
+  }
+  try {
+    return inVersion(out as unknown as AnyResult, version);
+  } catch (e) {
+    throw pluginError('ADD', plugin, new CniError(ErrorCode.DecodingFailure, `returned a result that cannot be read: ${(e as Error).message}`));
+  }
 }
 
 export class Driver {
@@ -128,10 +137,7 @@ export class Driver {
       for (const plugin of plugins) {
         ran++;
         const out = await this.run('ADD', plugin, pluginConfig(plugin, this.inject(list, rt, result)), rt);
-        if (!isObject(out) || typeof out.cniVersion !== 'string') {
-          throw pluginError('ADD', plugin, new CniError(ErrorCode.DecodingFailure, 'returned no result'));
-        }
-        result = inVersion(out as unknown as AnyResult, list.version);
+        result = readResult(out, plugin, list.version);
       }
       this.cache.write({
         containerId: rt.containerId,

@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdirSync, writeFileSync, readFileSync, statSync, existsSync, chmodSync, symlinkSync, rmSync, copyFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from './lab.ts';
+import { Lab, type PluginCall } from './lab.ts';
 import { BIN, REFERENCE_BIN, bin } from './dist.ts';
 import { ping } from './net.ts';
 
@@ -23,8 +23,9 @@ let mixedPath: string;
 
 const RECORDER = `#!${process.execPath}
 // Logs every call (command, CNI_* and stdin) to conf.log; ADD passes
-// prevResult on (or makes an empty result); conf.fail = a command makes
-// that command fail with conf.failCode.
+// prevResult on (or makes an empty result), or prints conf.emit as it is;
+// conf.fail = a command makes that command fail with conf.failCode, and
+// conf.silent = a command makes it print nothing.
 const fs = require('node:fs');
 const env = process.env;
 const text = fs.readFileSync(0, 'utf8');
@@ -41,7 +42,10 @@ if (conf.fail === env.CNI_COMMAND) {
   process.stdout.write(JSON.stringify({ cniVersion: conf.cniVersion, code: conf.failCode, msg: 'told to fail', details: 'by the test' }));
   process.exit(1);
 }
-if (env.CNI_COMMAND === 'ADD') {
+if (conf.silent === env.CNI_COMMAND) process.exit(0);
+if (env.CNI_COMMAND === 'ADD' && conf.emit) {
+  process.stdout.write(JSON.stringify(conf.emit));
+} else if (env.CNI_COMMAND === 'ADD') {
   const r = conf.prevResult ?? { cniVersion: conf.cniVersion, interfaces: [], ips: [] };
   r.cniVersion = conf.cniVersion;
   r.seen = [...(r.seen ?? []), conf.tag];
@@ -377,13 +381,8 @@ describe('cnikit cni with the reference plugins and cnikit\'s loopback', () => {
   });
 });
 
-interface Call {
-  command: string;
-  containerId?: string;
-  netns?: string;
-  ifname?: string;
-  args?: string;
-  path?: string;
+/** One logged call: the CNI_* a plugin saw and its stdin. */
+interface Call extends Omit<PluginCall, 'env' | 'config'> {
   conf: Record<string, unknown> & { tag: string; prevResult?: { seen?: string[] }; runtimeConfig?: unknown };
 }
 
@@ -460,6 +459,31 @@ describe('what each plugin of a chain is given (a recording plugin)', () => {
     expect(order(cs)).toEqual(['ADD one', 'ADD two', 'DEL two', 'DEL one']);
     expect(cs[2]!.conf.prevResult!.seen).toEqual(['one']);
     expect(existsSync(cacheFile('rec2', 'k2'))).toBe(false);
+  });
+
+  it('an ADD that prints no result is that plugin\'s decoding error (6), and is undone', () => {
+    recorders('rec7', {}, { silent: 'ADD' });
+    const r = cni(['add', 'rec7', lab.container(), '--container-id', 'k7'], scriptBin);
+    expect(r.stderr).toBe('cnikit: plugin type="recorder" name="two" failed (add): returned no result (CNI error 6)\n');
+    expect(order(calls())).toEqual(['ADD one', 'ADD two', 'DEL two', 'DEL one']);
+    expect(existsSync(cacheFile('rec7', 'k7'))).toBe(false);
+  });
+
+  it('results travel in the list\'s version: a plugin that prints 1.1.0 for a 0.4.0 list is converted for the next plugin and the cache', () => {
+    const emit = { cniVersion: '1.1.0', interfaces: [{ name: 'eth0', sandbox: '/x' }], ips: [{ address: '10.9.9.2/24', gateway: '10.9.9.1', interface: 0 }, { address: 'fd00::2/64' }] };
+    recorders('rec8', { cniVersion: '0.4.0' }, { emit });
+    const netns = lab.container();
+    const printed = JSON.parse(ok(cni(['add', 'rec8', netns, '--container-id', 'k8'], scriptBin)));
+    const as040 = {
+      cniVersion: '0.4.0', interfaces: [{ name: 'eth0', sandbox: '/x' }],
+      ips: [{ version: '4', address: '10.9.9.2/24', gateway: '10.9.9.1', interface: 0 }, { version: '6', address: 'fd00::2/64' }],
+    };
+    const cs = calls();
+    expect(cs[2]!.conf.prevResult).toEqual(as040);
+    expect(printed).toMatchObject(as040);
+    expect(JSON.parse(readFileSync(cacheFile('rec8', 'k8'), 'utf8')).result).toMatchObject(as040);
+    ok(cni(['del', 'rec8', netns, '--container-id', 'k8'], scriptBin));
+    for (const c of calls()) expect(c.conf.prevResult).toMatchObject(as040);
   });
 
   it('GC: DEL of the stale cached attachments with their own arguments, then the GC verb with the valid ones; STATUS to each', () => {
