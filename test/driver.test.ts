@@ -6,6 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdirSync, writeFileSync, readFileSync, statSync, existsSync, chmodSync, symlinkSync, rmSync, copyFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { Lab, type PluginCall } from './lab.ts';
 import { BIN, REFERENCE_BIN, bin } from './dist.ts';
 import { ping } from './net.ts';
@@ -528,6 +529,24 @@ describe('what each plugin of a chain is given (a recording plugin)', () => {
     expect(order(calls())).toEqual(['DEL three', 'DEL two', 'DEL one']);
     ok(cni(['status', 'rec5'], scriptBin));
     expect(calls()).toEqual([]);
+  });
+
+  it('takes cnitool\'s environment and container ID; a plugin missing from CNI_PATH is named', () => {
+    recorders('rec9');
+    const netns = lab.container();
+    const env = { ...process.env, CNI_IFNAME: 'net9', CNI_ARGS: 'IgnoreUnknown=1', CAP_ARGS: JSON.stringify(caps) };
+    const r = lab.exec(cnikit, ['cni', 'add', 'rec9', netns, '--config-dir', confDir, '--cache-dir', cacheDir, '--cni-path', scriptBin], { env });
+    ok(r);
+    const [first, second] = calls();
+    const cid = `cnitool-${createHash('sha512').update(netns).digest('hex').slice(0, 20)}`;
+    expect(first).toMatchObject({ containerId: cid, ifname: 'net9', args: 'IgnoreUnknown=1' });
+    expect(second!.conf.runtimeConfig).toEqual({ portMappings: caps.portMappings });
+    expect(existsSync(cacheFile('rec9', cid, 'net9'))).toBe(true);
+
+    writeList('rec10', { cniVersion: '1.1.0', plugins: [{ type: 'recorder', tag: 'one', log }, { type: 'nosuch' }] });
+    const missing = cni(['add', 'rec10', netns, '--container-id', 'k10'], scriptBin);
+    expect(missing.stderr).toBe(`cnikit: plugin type="nosuch" failed (add): failed to find plugin "nosuch" in path [${scriptBin}] (CNI error 7)\n`);
+    expect(order(calls())).toEqual(['ADD one', 'DEL one']);
   });
 
   it('refuses a container ID or interface name that could leave the cache dir', () => {
