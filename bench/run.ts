@@ -237,7 +237,10 @@ try {
     if (!suite) throw new Error(`unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`);
     return suite(lab);
   }));
-  process.stdout.write(`## cnikit vs reference plugins\n\nMachine: ${machine()}. ${ROUNDS} rounds, interleaved.\n\n${out.join('\n')}\n`);
+  const report = `## cnikit vs reference plugins\n\nMachine: ${machine()}. ${ROUNDS} rounds, interleaved; run on ${new Date().toISOString().slice(0, 10)}.\n\n${out.join('\n')}\n`;
+  process.stdout.write(report);
+  // The full run is the report of record.
+  if (process.argv.slice(2).length === 0) writeFileSync(join(root, 'bench/RESULTS.md'), `# Benchmark results\n\nWritten by \`npm run bench\` (all suites).\n\n${report}`);
 } finally {
   lab.close();
   rmSync(benchDir, { recursive: true, force: true });

@@ -9,13 +9,15 @@ import { delegate, type InProcessResolver, type Invocation } from '../lib/invoke
 import { ResultCache, DEFAULT_CACHE_DIR, type CacheEntry } from './cache.ts';
 import { isObject } from './json.ts';
 import { pluginConfig, gcConfig, type Injected } from './inject.ts';
-import { ownPluginsUnlessShadowed } from './resolve.ts';
+import { ownPluginsUnlessShadowed } from '../lib/invoke/resolve.ts';
+import { ownPlugins } from '../plugins/registry.ts';
 import type { LoadedList } from './conflist.ts';
 
 export { loadListFile, loadDir, findNetwork, parseList, pickVersion, ConfigError, type LoadedList } from './conflist.ts';
 export { ResultCache, DEFAULT_CACHE_DIR, CACHE_KIND, type CacheEntry } from './cache.ts';
 export { pluginConfig, gcConfig, runtimeConfigFor, type Injected } from './inject.ts';
-export { ownPlugins, ownPluginsUnlessShadowed, isCnikitExecutable } from './resolve.ts';
+export { ownPluginsUnlessShadowed, isCnikitExecutable } from '../lib/invoke/resolve.ts';
+export { ownPlugins } from '../plugins/registry.ts';
 
 /** What a runtime passes for one attachment (libcni's RuntimeConf). */
 export interface RuntimeConf {
@@ -91,7 +93,7 @@ export class Driver {
 
   constructor(private readonly opts: DriverOptions) {
     this.cache = new ResultCache(opts.cacheDir ?? DEFAULT_CACHE_DIR);
-    this.inProcess = opts.inProcess === false ? undefined : (opts.inProcess ?? ownPluginsUnlessShadowed(opts.cniPath));
+    this.inProcess = opts.inProcess === false ? undefined : (opts.inProcess ?? ownPluginsUnlessShadowed(opts.cniPath, ownPlugins));
   }
 
   private invocation(command: Command, rt?: RuntimeConf): Invocation {

@@ -19,3 +19,6 @@ export const PLUGIN_NAMES = Object.keys(PLUGINS);
 export function isPlugin(name: string | undefined): name is string {
   return name !== undefined && Object.hasOwn(PLUGINS, name);
 }
+
+/** cnikit's own plugins as an in-process resolver for lib/invoke. */
+export const ownPlugins = async (type: string): Promise<Plugin<NetConf> | undefined> => (isPlugin(type) ? PLUGINS[type]!() : undefined);

@@ -214,4 +214,17 @@ describe('host-local as bridge delegates to it', () => {
     expect(lab.plugin(bin('bridge'), { command: 'DEL', containerId: 'viaBridge', netns: ctr, ifname: 'eth0', path: BIN, config: conf }).status).toBe(0);
     expect(net.leases()).toEqual([]);
   });
+
+  it('bridge execs the host-local that CNI_PATH finds when it is not cnikit (here the reference)', () => {
+    const net = network({ ranges: [[{ subnet: '10.89.0.0/24' }]] });
+    const ctr = lab.container();
+    const conf = { ...net.conf, cniVersion: '1.0.0', type: 'bridge', bridge: 'hlbr1', dataDir: join(lab.dir, 'bstate') };
+    const call = (command: string) => lab.plugin(bin('bridge'), { command, containerId: 'viaRef', netns: ctr, ifname: 'eth0', path: REFERENCE_BIN, config: conf });
+    expect(call('ADD').status).toBe(0);
+    expect(net.leases()).toEqual(['10.89.0.2']);
+    // The reference makes its network dir 0755; cnikit's is 0700.
+    expect(statSync(net.dir).mode & 0o777).toBe(0o755);
+    expect(call('DEL').status).toBe(0);
+    expect(net.leases()).toEqual([]);
+  });
 });

@@ -5,10 +5,9 @@ import type { BridgeConf, Result, NetConf } from '../../lib/spec/index.ts';
 import { validationError } from '../../lib/spec/index.ts';
 import { validateResult } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, toCurrent, type Context, type Command } from '../../lib/skel/index.ts';
-import { delegate, type InProcessResolver } from '../../lib/invoke/index.ts';
-import { PLUGINS, isPlugin } from '../registry.ts';
-
-const inProcess: InProcessResolver = async (type) => (isPlugin(type) ? PLUGINS[type]!() : undefined);
+import { delegate } from '../../lib/invoke/index.ts';
+import { ownPluginsUnlessShadowed } from '../../lib/invoke/resolve.ts';
+import { ownPlugins } from '../registry.ts';
 
 function ipamConf(ctx: Context<BridgeConf>): NetConf {
   // The IPAM plugin is run with the network's config and its own type.
@@ -25,7 +24,7 @@ function run(ctx: Context<BridgeConf>, command: Command): Promise<unknown> {
     ifname: ctx.inv.ifname,
     args,
     path: ctx.inv.path,
-  }, { inProcess });
+  }, { inProcess: ownPluginsUnlessShadowed(ctx.inv.path, ownPlugins) });
 }
 
 export async function ipamAdd(ctx: Context<BridgeConf>): Promise<Result> {

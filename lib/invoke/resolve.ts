@@ -5,11 +5,7 @@
 // resolves to cnikit, or does not have at all, runs in-process.
 import { realpathSync } from 'node:fs';
 import { basename } from 'node:path';
-import { findPlugin, type InProcessResolver } from '../lib/invoke/index.ts';
-import { PLUGINS, isPlugin } from '../plugins/registry.ts';
-
-/** cnikit's own plugins, whatever CNI_PATH holds. */
-export const ownPlugins: InProcessResolver = async (type) => (isPlugin(type) ? PLUGINS[type]!() : undefined);
+import { findPlugin, type InProcessResolver } from './index.ts';
 
 function realpath(p: string): string | undefined {
   try {
@@ -28,8 +24,8 @@ export function isCnikitExecutable(file: string): boolean {
   return real === realpath(process.execPath) || basename(real) === 'cnikit';
 }
 
-/** The default resolver: cnikit's own plugins, unless CNI_PATH finds another binary of that name first. */
-export function ownPluginsUnlessShadowed(cniPath: string[], own: InProcessResolver = ownPlugins): InProcessResolver {
+/** `own` (cnikit's plugins), unless CNI_PATH finds another binary of that name first. */
+export function ownPluginsUnlessShadowed(cniPath: string[], own: InProcessResolver): InProcessResolver {
   return async (type) => {
     let found: string | undefined;
     try {

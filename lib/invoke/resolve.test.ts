@@ -2,8 +2,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import type { Plugin } from '../lib/skel/index.ts';
-import type { NetConf } from '../lib/spec/index.ts';
+import type { Plugin } from '../skel/index.ts';
+import type { NetConf } from '../spec/index.ts';
 import { ownPluginsUnlessShadowed, isCnikitExecutable } from './resolve.ts';
 
 describe('which plugins run in-process', () => {
