@@ -5,6 +5,7 @@ import { PLUGIN_NAMES } from '../plugins/registry.ts';
 import { install } from './install.ts';
 import { registerCni } from './cni.ts';
 import { registerLab } from './lab.ts';
+import { registerConformance } from './conformance.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command('cnikit')
@@ -33,6 +34,7 @@ export async function runCli(argv: string[]): Promise<number> {
     });
   registerCni(program);
   registerLab(program);
+  registerConformance(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     // `exec` passes on its command's status.

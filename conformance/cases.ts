@@ -1,0 +1,243 @@
+// The cases: each checks one thing the CNI specification (1.1.0) or its
+// conventions ask of a plugin, black-box, by exec'ing it in the lab.
+import type { ConformanceLab, ExecResult } from './lab.ts';
+
+export type Role = 'loopback' | 'bridge' | 'ipam' | 'portmap';
+export type Names = Partial<Record<Role, string>>;
+
+export class CaseFailure extends Error {}
+export class CaseSkip extends Error {}
+
+export interface Ctx {
+  lab: ConformanceLab;
+  names: Names;
+  /** The plugin of a role (the case is skipped when it is absent). */
+  name(role: Role): string;
+  /** A network config for the bridge (+ IPAM) of this run. */
+  bridgeConf(version: string, extra?: Record<string, unknown>): Record<string, unknown>;
+}
+
+export interface Case {
+  id: string;
+  section: string;
+  title: string;
+  run(ctx: Ctx): void;
+}
+
+function check(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new CaseFailure(msg);
+}
+
+function json(r: ExecResult, what: string): Record<string, unknown> {
+  try {
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  } catch {
+    throw new CaseFailure(`${what}: stdout is not JSON (exit ${r.status}): ${r.stdout.slice(0, 120) || r.stderr.slice(0, 120)}`);
+  }
+}
+
+function errorObject(r: ExecResult, code: number, what: string): void {
+  check(r.status !== 0, `${what}: exit status 0, expected an error`);
+  const e = json(r, what);
+  check(typeof e.msg === 'string' && e.msg !== '', `${what}: error has no msg`);
+  check(e.code === code, `${what}: code ${String(e.code)}, expected ${code} (${String(e.msg)})`);
+}
+
+function ok(r: ExecResult, what: string): void {
+  check(r.status === 0, `${what}: exit ${r.status}: ${(r.stdout + r.stderr).trim().slice(0, 200)}`);
+}
+
+const lo = (version = '1.0.0') => ({ cniVersion: version, name: 'conformance-lo', type: 'loopback' });
+
+function links(ctx: Ctx, netns?: string): { ifname: string; flags: string[]; linkinfo?: { info_kind?: string } }[] {
+  return JSON.parse(ctx.lab.ip(['-j', '-d', 'link', 'show'], netns)) as { ifname: string; flags: string[]; linkinfo?: { info_kind?: string } }[];
+}
+
+function hostVeths(ctx: Ctx): string[] {
+  return links(ctx).filter((l) => l.linkinfo?.info_kind === 'veth').map((l) => l.ifname);
+}
+
+function natRulesNaming(ctx: Ctx, address: string): string[] {
+  const text = ctx.lab.exec('iptables-save', ['-t', 'nat']).stdout + ctx.lab.exec('nft', ['list', 'ruleset']).stdout;
+  const re = new RegExp(`${address.replace(/\./g, '\\.')}(?![0-9])`);
+  return text.split('\n').filter((l) => re.test(l));
+}
+
+let ids = 0;
+const cid = () => `conformance${ids++}`;
+
+function addBridge(ctx: Ctx, version = '1.0.0', extra: Record<string, unknown> = {}) {
+  const netns = ctx.lab.container();
+  const id = cid();
+  const conf = ctx.bridgeConf(version, extra);
+  const r = ctx.lab.plugin(ctx.name('bridge'), { command: 'ADD', containerId: id, netns, ifname: 'eth0', config: conf });
+  ok(r, 'bridge ADD');
+  const result = json(r, 'bridge ADD') as { ips?: { address: string; interface?: number; version?: string }[]; interfaces?: { name: string; sandbox?: string }[] };
+  const v4 = result.ips?.find((i) => i.address.includes('.'))?.address.split('/')[0];
+  check(v4, 'bridge ADD: no IPv4 address in the result');
+  const del = (ns: string | undefined = netns) => ctx.lab.plugin(ctx.name('bridge'), { command: 'DEL', containerId: id, netns: ns, ifname: 'eth0', config: conf });
+  return { netns, id, conf, result, v4, del };
+}
+
+export const CASES: Case[] = [
+  {
+    id: 'version-list',
+    section: 'SPEC §2 VERSION',
+    title: 'VERSION prints the supported versions, including the one asked for',
+    run(ctx) {
+      const r = ctx.lab.plugin(ctx.name('loopback'), { command: 'VERSION', config: { cniVersion: '1.0.0' } });
+      ok(r, 'VERSION');
+      const v = json(r, 'VERSION') as { cniVersion?: string; supportedVersions?: string[] };
+      check(Array.isArray(v.supportedVersions) && v.supportedVersions.includes('1.0.0'), `supportedVersions lacks 1.0.0: ${JSON.stringify(v.supportedVersions)}`);
+      check(v.supportedVersions.includes('0.4.0') && v.supportedVersions.includes('0.3.1'), 'supportedVersions lacks 0.4.0 or 0.3.1');
+    },
+  },
+  {
+    id: 'env-no-command',
+    section: 'SPEC §2 parameters',
+    title: 'a missing CNI_COMMAND is an error object with code 4',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { config: lo() }), 4, 'no CNI_COMMAND');
+    },
+  },
+  {
+    id: 'env-no-containerid',
+    section: 'SPEC §2 parameters',
+    title: 'ADD without CNI_CONTAINERID fails with code 4',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', netns: ctx.lab.container(), ifname: 'eth0', config: lo() }), 4, 'ADD without CNI_CONTAINERID');
+    },
+  },
+  {
+    id: 'decode-error',
+    section: 'SPEC §5 error codes',
+    title: 'malformed JSON on stdin fails with code 6',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns: ctx.lab.container(), ifname: 'lo', config: '{"cniVersion":' }), 6, 'malformed JSON');
+    },
+  },
+  {
+    id: 'unknown-version',
+    section: 'SPEC §5 error codes',
+    title: 'an unsupported cniVersion fails with code 1',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns: ctx.lab.container(), ifname: 'lo', config: lo('9.9.9') }), 1, 'cniVersion 9.9.9');
+    },
+  },
+  {
+    id: 'loopback-add',
+    section: 'SPEC §5 ADD result',
+    title: 'loopback ADD brings lo up and prints a result of the asked version',
+    run(ctx) {
+      const netns = ctx.lab.container();
+      const r = ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns, ifname: 'lo', config: lo() });
+      ok(r, 'loopback ADD');
+      check(json(r, 'loopback ADD').cniVersion === '1.0.0', 'result cniVersion is not 1.0.0');
+      check(links(ctx, netns).find((l) => l.ifname === 'lo')?.flags.includes('UP'), 'lo is not up');
+    },
+  },
+  {
+    id: 'loopback-del',
+    section: 'SPEC §2 DEL',
+    title: 'loopback DEL succeeds twice and without the netns',
+    run(ctx) {
+      const netns = ctx.lab.container();
+      const id = cid();
+      ok(ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: id, netns, ifname: 'lo', config: lo() }), 'ADD');
+      for (let i = 0; i < 2; i++) ok(ctx.lab.plugin(ctx.name('loopback'), { command: 'DEL', containerId: id, netns, ifname: 'lo', config: lo() }), `DEL ${i + 1}`);
+      ctx.lab.deleteNetns(netns);
+      ok(ctx.lab.plugin(ctx.name('loopback'), { command: 'DEL', containerId: id, netns, ifname: 'lo', config: lo() }), 'DEL after the netns is gone');
+    },
+  },
+  {
+    id: 'bridge-result',
+    section: 'SPEC §5 ADD result',
+    title: 'bridge ADD: the container interface has its sandbox and the address the result names',
+    run(ctx) {
+      const a = addBridge(ctx);
+      const ifaces = a.result.interfaces ?? [];
+      const ip = a.result.ips?.[0];
+      check(ip?.interface !== undefined && ifaces[ip.interface]?.sandbox === a.netns, 'ips[0].interface does not point at an interface in the container sandbox');
+      const shown = ctx.lab.ip(['-j', 'addr', 'show', 'dev', 'eth0'], a.netns);
+      check(shown.includes(`"${a.v4}"`), `eth0 in the container lacks ${a.v4}`);
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'bridge-result-040',
+    section: 'SPEC §5 result versions',
+    title: 'bridge ADD with a 0.4.0 config prints the 0.4.0 shape (ips[].version)',
+    run(ctx) {
+      const a = addBridge(ctx, '0.4.0');
+      check(a.result.ips?.every((i) => i.version === '4' || i.version === '6'), 'ips lack the 0.4.0 version field');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'bridge-check',
+    section: 'SPEC §2 CHECK',
+    title: 'CHECK passes after ADD and fails once the container lost its address',
+    run(ctx) {
+      const a = addBridge(ctx);
+      const check1 = ctx.lab.plugin(ctx.name('bridge'), { command: 'CHECK', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...a.conf, prevResult: a.result } });
+      ok(check1, 'CHECK after ADD');
+      ctx.lab.ip(['addr', 'flush', 'dev', 'eth0'], a.netns);
+      const check2 = ctx.lab.plugin(ctx.name('bridge'), { command: 'CHECK', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...a.conf, prevResult: a.result } });
+      check(check2.status !== 0, 'CHECK passed although the address is gone');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'ipam-unique',
+    section: 'SPEC §4 IPAM',
+    title: 'two containers get distinct addresses and reach each other',
+    run(ctx) {
+      const a = addBridge(ctx);
+      const b = addBridge(ctx);
+      check(a.v4 !== b.v4, `both got ${a.v4}`);
+      check(ctx.lab.exec('ping', ['-c1', '-W2', b.v4], { netns: a.netns }).status === 0, `${a.v4} cannot ping ${b.v4}`);
+      ok(a.del(), 'DEL a');
+      ok(b.del(), 'DEL b');
+    },
+  },
+  {
+    id: 'bridge-del-clean',
+    section: 'SPEC §2 DEL',
+    title: 'DEL removes the veth, the lease and the rules, and succeeds twice',
+    run(ctx) {
+      const before = hostVeths(ctx).length;
+      const a = addBridge(ctx);
+      ok(a.del(), 'DEL');
+      ok(a.del(), 'second DEL');
+      check(hostVeths(ctx).length === before, 'a host veth is left');
+      check(natRulesNaming(ctx, a.v4).length === 0, `rules naming ${a.v4} are left`);
+    },
+  },
+  {
+    id: 'bridge-del-no-netns',
+    section: 'SPEC §2 DEL',
+    title: 'DEL after the netns is gone removes everything (no masquerade rule left)',
+    run(ctx) {
+      const a = addBridge(ctx);
+      ctx.lab.deleteNetns(a.netns);
+      ok(a.del(), 'DEL without the netns');
+      check(natRulesNaming(ctx, a.v4).length === 0, `masquerade rules naming ${a.v4} are left`);
+    },
+  },
+  {
+    id: 'portmap-tcp',
+    section: 'CONVENTIONS portMappings',
+    title: 'a published TCP port is DNATed to the container (from the host itself)',
+    run(ctx) {
+      const a = addBridge(ctx, '1.0.0', { hairpinMode: true });
+      const conf = { cniVersion: '1.0.0', name: 'conformance', type: ctx.name('portmap'), runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] }, prevResult: a.result };
+      ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'ADD', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap ADD');
+      const gw = (a.result.ips?.[0] as { gateway?: string } | undefined)?.gateway;
+      // A listener in the container accepts the DNATed connection.
+      const listen = ctx.lab.exec('bash', ['-c', `(timeout 4 nsenter --net=${a.netns} busybox nc -l -p 80 >/dev/null 2>&1 &) ; sleep 0.3; timeout 2 bash -c 'exec 3<>/dev/tcp/${gw}/18080 && echo connected'`]);
+      check(listen.stdout.includes('connected'), `no connection through ${gw}:18080 (${listen.stderr.trim().slice(0, 120)})`);
+      ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'DEL', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap DEL');
+      ok(a.del(), 'bridge DEL');
+    },
+  },
+];

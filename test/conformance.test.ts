@@ -1,0 +1,71 @@
+// The conformance suite judged first on plugins whose faults are known:
+// cnikit's passes every case, the reference fails exactly its documented
+// ones, and deliberately broken copies of a plugin are caught.
+import { describe, it, expect, afterAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { BIN, DIST, REFERENCE_BIN } from './dist.ts';
+import { REFERENCE_EXPECTED_FAILURES } from '../conformance/expected.ts';
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function conformance(args: string[]) {
+  return spawnSync(join(DIST, 'cnikit'), ['conformance', ...args], { encoding: 'utf8', timeout: 300_000 });
+}
+
+function failed(stdout: string): string[] {
+  return stdout.split('\n').filter((l) => /^\| \S+ \| .* \| fail/.test(l)).map((l) => l.split('|')[1]!.trim());
+}
+
+/** A plugin dir of cnikit's links, with one plugin replaced by a wrapper script. */
+function brokenDir(plugin: string, script: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cnikit-broken-'));
+  dirs.push(dir);
+  for (const p of ['loopback', 'bridge', 'host-local', 'portmap']) {
+    if (p === plugin) writeFileSync(join(dir, p), `#!/bin/bash\n${script}\n`, { mode: 0o755 });
+    else symlinkSync(join(BIN, p), join(dir, p));
+  }
+  return dir;
+}
+
+describe('the conformance suite', () => {
+  it("passes every case on cnikit's plugins", () => {
+    const r = conformance(['--plugins', BIN, '--bridge', 'bridge', '--portmap', 'portmap']);
+    expect(failed(r.stdout)).toEqual([]);
+    expect(r.stdout).toMatch(/^\d+ passed, 0 failed, 0 skipped$/m);
+    expect(r.status).toBe(0);
+  });
+
+  it('fails the reference plugins exactly where their faults are documented', () => {
+    const r = conformance(['--plugins', REFERENCE_BIN, '--bridge', 'bridge', '--portmap', 'portmap', '--reference']);
+    expect(failed(r.stdout).sort()).toEqual(Object.keys(REFERENCE_EXPECTED_FAILURES).sort());
+    expect(r.stdout).toContain('(expected: the reference skel prints its usage text');
+    expect(r.status).toBe(0);
+    // Without --reference those failures count.
+    expect(conformance(['--plugins', REFERENCE_BIN, '--case', 'env-no-command']).status).toBe(1);
+  });
+
+  it('catches a loopback that answers malformed JSON with code 999', () => {
+    const dir = brokenDir('loopback', `input=$(cat)\nif [[ "$input" != *'}'* ]]; then echo '{"cniVersion":"1.0.0","code":999,"msg":"broken"}'; exit 1; fi\nexec ${join(BIN, 'loopback')} <<<"$input"`);
+    const r = conformance(['--plugins', dir]);
+    expect(failed(r.stdout)).toEqual(['decode-error']);
+    expect(r.stdout).toMatch(/decode-error .*code 999, expected 6/);
+    expect(r.status).toBe(1);
+  });
+
+  it('catches a bridge that leaves its veth behind on DEL', () => {
+    const dir = brokenDir('bridge', `if [ "$CNI_COMMAND" = DEL ]; then cat >/dev/null; exit 0; fi\nexec ${join(BIN, 'bridge')}`);
+    const r = conformance(['--plugins', dir, '--bridge', 'bridge', '--case', 'bridge-del-clean']);
+    expect(failed(r.stdout)).toEqual(['bridge-del-clean']);
+    expect(r.stdout).toMatch(/a host veth is left/);
+  });
+
+  it('skips the cases of a plugin role that is not given', () => {
+    const r = conformance(['--plugins', BIN]);
+    expect(r.stdout).toMatch(/bridge-result \| .* \| skip \(no bridge plugin given\)/);
+    expect(r.status).toBe(0);
+  });
+});
