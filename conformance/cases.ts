@@ -79,7 +79,158 @@ function addBridge(ctx: Ctx, version = '1.0.0', extra: Record<string, unknown> =
   return { netns, id, conf, result, v4, del };
 }
 
+function supports(ctx: Ctx, role: Role, version: string): boolean {
+  const r = ctx.lab.plugin(ctx.name(role), { command: 'VERSION', config: { cniVersion: '1.0.0' } });
+  const v = JSON.parse(r.stdout || '{}') as { supportedVersions?: string[] };
+  return v.supportedVersions?.includes(version) ?? false;
+}
+
+/** A TCP listener in the container that accepts one connection (busybox nc). */
+function reachable(ctx: Ctx, netns: string, port: number, target: string, targetPort: number, from?: string): boolean {
+  const client = `timeout 2 nsenter --net=${from ?? ctx.lab.hostPath} bash -c 'exec 3<>/dev/tcp/${target}/${targetPort} && echo connected'`;
+  const r = ctx.lab.exec('bash', ['-c', `(timeout 4 nsenter --net=${netns} busybox nc -l -p ${port} >/dev/null 2>&1 &) ; sleep 0.3; ${client}`]);
+  return r.stdout.includes('connected');
+}
+
+/** The container kernel's count of UDP datagrams that arrived for a port nobody listens on. */
+function udpNoPorts(ctx: Ctx, netns: string): number {
+  const lines = ctx.lab.exec('cat', ['/proc/net/snmp'], { netns }).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+  const [head, values] = lines.map((l) => l.trim().split(/\s+/));
+  const i = head?.indexOf('NoPorts') ?? -1;
+  return i < 0 ? 0 : Number(values?.[i] ?? 0);
+}
+
+function publish(ctx: Ctx, a: ReturnType<typeof addBridge>, mappings: object[]) {
+  const conf = { cniVersion: '1.0.0', name: 'conformance', type: ctx.name('portmap'), runtimeConfig: { portMappings: mappings }, prevResult: a.result };
+  ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'ADD', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap ADD');
+  return () => ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'DEL', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap DEL');
+}
+
 export const CASES: Case[] = [
+  {
+    id: 'version-echo',
+    section: 'SPEC §2 VERSION',
+    title: "VERSION answers in the cniVersion of its input",
+    run(ctx) {
+      const v = json(ctx.lab.plugin(ctx.name('loopback'), { command: 'VERSION', config: { cniVersion: '0.3.1' } }), 'VERSION');
+      check(v.cniVersion === '0.3.1', `answered in ${String(v.cniVersion)}`);
+    },
+  },
+  {
+    id: 'env-no-netns',
+    section: 'SPEC §2 parameters',
+    title: 'ADD without CNI_NETNS fails with code 4',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), ifname: 'lo', config: lo() }), 4, 'ADD without CNI_NETNS');
+    },
+  },
+  {
+    id: 'env-del-no-ifname',
+    section: 'SPEC §2 parameters',
+    title: 'DEL without CNI_IFNAME fails with code 4',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { command: 'DEL', containerId: cid(), config: lo() }), 4, 'DEL without CNI_IFNAME');
+    },
+  },
+  {
+    id: 'config-no-name',
+    section: 'SPEC §5 error codes',
+    title: 'a config without a network name fails with code 7',
+    run(ctx) {
+      errorObject(ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns: ctx.lab.container(), ifname: 'lo', config: { cniVersion: '1.0.0', type: 'loopback' } }), 7, 'config without name');
+    },
+  },
+  {
+    id: 'chain-prevresult',
+    section: 'SPEC §3 chaining',
+    title: 'loopback chained with a prevResult returns it',
+    run(ctx) {
+      const netns = ctx.lab.container();
+      const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', mac: '0a:58:0a:00:00:05', sandbox: netns }], ips: [{ address: '10.0.0.5/24', gateway: '10.0.0.1', interface: 0 }] };
+      const r = ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns, ifname: 'lo', config: { ...lo(), prevResult } });
+      ok(r, 'ADD with prevResult');
+      const got = json(r, 'ADD with prevResult') as { ips?: { address: string }[] };
+      check(got.ips?.[0]?.address === '10.0.0.5/24', `prevResult not passed through: ${r.stdout.slice(0, 160)}`);
+    },
+  },
+  {
+    id: 'status',
+    section: 'SPEC §2 STATUS (1.1.0)',
+    title: 'STATUS of a ready IPAM succeeds',
+    run(ctx) {
+      if (!supports(ctx, 'ipam', '1.1.0')) throw new CaseSkip('the IPAM plugin does not speak 1.1.0');
+      ok(ctx.lab.plugin(ctx.name('ipam'), { command: 'STATUS', config: { cniVersion: '1.1.0', name: 'conformance', type: ctx.name('ipam'), ipam: { type: ctx.name('ipam'), ranges: [[{ subnet: '10.251.0.0/24' }]], dataDir: `${ctx.lab.dir}/ipam` } } }), 'STATUS');
+    },
+  },
+  {
+    id: 'gc',
+    section: 'SPEC §2 GC (1.1.0)',
+    title: 'GC on bridge removes the attachment not in cni.dev/valid-attachments, keeps the valid one',
+    run(ctx) {
+      if (!supports(ctx, 'bridge', '1.1.0')) throw new CaseSkip('the bridge plugin does not speak 1.1.0');
+      const a = addBridge(ctx, '1.1.0');
+      const b = addBridge(ctx, '1.1.0');
+      const before = hostVeths(ctx).length;
+      ok(ctx.lab.plugin(ctx.name('bridge'), { command: 'GC', config: { ...a.conf, 'cni.dev/valid-attachments': [{ containerID: a.id, ifname: 'eth0' }] } }), 'GC');
+      check(hostVeths(ctx).length === before - 1, 'GC did not remove exactly one host veth');
+      check(ctx.lab.exec('ip', ['link', 'show', 'eth0'], { netns: b.netns }).status !== 0, 'the stale attachment still has its interface');
+      check(ctx.lab.exec('ip', ['link', 'show', 'eth0'], { netns: a.netns }).status === 0, 'the valid attachment lost its interface');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'masquerade',
+    section: 'CONVENTIONS ipMasq',
+    title: 'traffic leaving the subnet is masqueraded: the outside sees the host',
+    run(ctx) {
+      const out = ctx.lab.outside();
+      const a = addBridge(ctx);
+      const r = ctx.lab.exec('bash', ['-c', `(timeout 4 nsenter --net=${out} busybox nc -l -p 9000 > ${ctx.lab.dir}/seen 2>&1 &) ; sleep 0.3; timeout 2 nsenter --net=${a.netns} bash -c 'exec 3<>/dev/tcp/${ctx.lab.uplink.outside}/9000 && echo connected'`]);
+      check(r.stdout.includes('connected'), 'the container cannot reach the outside host (no masquerade: the outside has no route back)');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'portmap-udp',
+    section: 'CONVENTIONS portMappings',
+    title: 'a published UDP port reaches the container',
+    run(ctx) {
+      const a = addBridge(ctx, '1.0.0', { hairpinMode: true });
+      const unpublish = publish(ctx, a, [{ hostPort: 15353, containerPort: 53, protocol: 'udp' }]);
+      const gw = (a.result.ips?.[0] as { gateway?: string } | undefined)?.gateway;
+      // A datagram to a closed port still arrives: the container's kernel counts it (Udp NoPorts).
+      const before = udpNoPorts(ctx, a.netns);
+      ctx.lab.exec('bash', ['-c', `echo hello > /dev/udp/${gw}/15353`]);
+      check(udpNoPorts(ctx, a.netns) > before, `the datagram to ${gw}:15353 did not arrive in the container`);
+      unpublish();
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'portmap-localhost',
+    section: 'CONVENTIONS portMappings',
+    title: 'a published port answers on 127.0.0.1 of the host',
+    run(ctx) {
+      const a = addBridge(ctx, '1.0.0', { hairpinMode: true });
+      const unpublish = publish(ctx, a, [{ hostPort: 18081, containerPort: 81, protocol: 'tcp' }]);
+      check(reachable(ctx, a.netns, 81, '127.0.0.1', 18081), 'no connection through 127.0.0.1:18081');
+      unpublish();
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'portmap-hairpin',
+    section: 'CONVENTIONS portMappings',
+    title: "a container reaches its own published port through the host's address (hairpin)",
+    run(ctx) {
+      ctx.lab.outside(); // gives the host the address the container dials
+      const a = addBridge(ctx, '1.0.0', { hairpinMode: true });
+      const unpublish = publish(ctx, a, [{ hostPort: 18082, containerPort: 82, protocol: 'tcp' }]);
+      check(reachable(ctx, a.netns, 82, ctx.lab.uplink.host, 18082, a.netns), `no connection from the container to ${ctx.lab.uplink.host}:18082`);
+      unpublish();
+      ok(a.del(), 'DEL');
+    },
+  },
   {
     id: 'version-list',
     section: 'SPEC §2 VERSION',

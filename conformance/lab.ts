@@ -32,6 +32,9 @@ export class ConformanceLab {
   readonly dir = mkdtempSync(join(tmpdir(), 'cnikit-conformance-'));
   private n = 0;
   private readonly made: string[] = [];
+  private outsidePath?: string;
+  /** The lab host's and the outside host's addresses on their link. */
+  readonly uplink = { host: '203.0.113.1', outside: '203.0.113.2' };
 
   constructor(readonly pluginDir: string) {
     this.addNetns(this.host);
@@ -49,6 +52,22 @@ export class ConformanceLab {
     const name = `${this.prefix}-c${this.n++}`;
     this.addNetns(name);
     return `/run/netns/${name}`;
+  }
+
+  /** "Another host" behind the lab host, with no route to any container subnet (made once). */
+  outside(): string {
+    if (this.outsidePath) return this.outsidePath;
+    const name = `${this.prefix}-out`;
+    this.addNetns(name);
+    this.ip(['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
+    this.ip(['addr', 'add', `${this.uplink.host}/24`, 'dev', 'uplink0']);
+    this.ip(['link', 'set', 'uplink0', 'up']);
+    const path = `/run/netns/${name}`;
+    this.ip(['addr', 'add', `${this.uplink.outside}/24`, 'dev', 'eth0'], path);
+    this.ip(['link', 'set', 'eth0', 'up'], path);
+    this.ip(['link', 'set', 'lo', 'up'], path);
+    this.outsidePath = path;
+    return path;
   }
 
   deleteNetns(path: string): void {
