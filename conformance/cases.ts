@@ -72,7 +72,7 @@ function addBridge(ctx: Ctx, version = '1.0.0', extra: Record<string, unknown> =
   const conf = ctx.bridgeConf(version, extra);
   const r = ctx.lab.plugin(ctx.name('bridge'), { command: 'ADD', containerId: id, netns, ifname: 'eth0', config: conf });
   ok(r, 'bridge ADD');
-  const result = json(r, 'bridge ADD') as { ips?: { address: string; interface?: number; version?: string }[]; interfaces?: { name: string; sandbox?: string }[] };
+  const result = json(r, 'bridge ADD') as { cniVersion?: string; ips?: { address: string; interface?: number; version?: string }[]; interfaces?: { name: string; sandbox?: string }[] };
   const v4 = result.ips?.find((i) => i.address.includes('.'))?.address.split('/')[0];
   check(v4, 'bridge ADD: no IPv4 address in the result');
   const del = (ns: string | undefined = netns) => ctx.lab.plugin(ctx.name('bridge'), { command: 'DEL', containerId: id, netns: ns, ifname: 'eth0', config: conf });
@@ -107,6 +107,107 @@ function publish(ctx: Ctx, a: ReturnType<typeof addBridge>, mappings: object[]) 
 }
 
 export const CASES: Case[] = [
+  {
+    id: 'result-031',
+    section: 'SPEC §5 result versions',
+    title: 'bridge ADD with a 0.3.1 config prints the 0.3.1 shape',
+    run(ctx) {
+      const a = addBridge(ctx, '0.3.1');
+      check(a.result.cniVersion === '0.3.1', `result cniVersion ${String(a.result.cniVersion)}`);
+      check(a.result.ips?.every((i) => i.version === '4' || i.version === '6'), 'ips lack the version field');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'result-110',
+    section: 'SPEC §5 result versions',
+    title: 'bridge ADD with a 1.1.0 config prints a 1.1.0 result',
+    run(ctx) {
+      if (!supports(ctx, 'bridge', '1.1.0')) throw new CaseSkip('the bridge plugin does not speak 1.1.0');
+      const a = addBridge(ctx, '1.1.0');
+      check(a.result.cniVersion === '1.1.0', `result cniVersion ${String(a.result.cniVersion)}`);
+      check(a.result.ips?.every((i) => i.version === undefined), 'a 1.x result has no ips[].version');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'del-prevresult',
+    section: 'SPEC §2 DEL',
+    title: 'DEL with the ADD result as prevResult removes the attachment',
+    run(ctx) {
+      const before = hostVeths(ctx).length;
+      const a = addBridge(ctx);
+      ok(ctx.lab.plugin(ctx.name('bridge'), { command: 'DEL', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...a.conf, prevResult: a.result } }), 'DEL with prevResult');
+      check(hostVeths(ctx).length === before, 'a host veth is left');
+    },
+  },
+  {
+    id: 'ipam-requested',
+    section: 'CONVENTIONS ips',
+    title: 'an address requested through runtimeConfig.ips is the one given, and can be had again after DEL',
+    run(ctx) {
+      const want = { capabilities: { ips: true }, runtimeConfig: { ips: ['10.250.0.77/24'] } };
+      const a = addBridge(ctx, '1.0.0', want);
+      check(a.v4 === '10.250.0.77', `got ${a.v4}`);
+      ok(a.del(), 'DEL');
+      const b = addBridge(ctx, '1.0.0', want);
+      check(b.v4 === '10.250.0.77', `after DEL, got ${b.v4}`);
+      ok(b.del(), 'DEL');
+    },
+  },
+  {
+    id: 'ipam-exhausted',
+    section: 'SPEC §4 IPAM',
+    title: 'an exhausted range fails the ADD and leaves no interface behind',
+    run(ctx) {
+      const small = { ipam: { type: ctx.name('ipam'), ranges: [[{ subnet: '10.252.0.0/24', rangeStart: '10.252.0.10', rangeEnd: '10.252.0.10' }]], dataDir: `${ctx.lab.dir}/ipam-small` }, bridge: `${ctx.lab.prefix}bs` };
+      const a = addBridge(ctx, '1.0.0', small);
+      const before = hostVeths(ctx).length;
+      const netns = ctx.lab.container();
+      const r = ctx.lab.plugin(ctx.name('bridge'), { command: 'ADD', containerId: cid(), netns, ifname: 'eth0', config: ctx.bridgeConf('1.0.0', small) });
+      check(r.status !== 0, 'ADD succeeded with no address left');
+      check(hostVeths(ctx).length === before, 'the failed ADD left a host veth');
+      check(ctx.lab.exec('ip', ['link', 'show', 'eth0'], { netns }).status !== 0, 'the failed ADD left eth0 in the container');
+      ok(a.del(), 'DEL');
+    },
+  },
+  {
+    id: 'parallel-20',
+    section: 'SPEC §2 ADD/DEL',
+    title: '20 parallel ADDs then 20 parallel DELs: all succeed, distinct addresses, nothing left',
+    run(ctx) {
+      const before = hostVeths(ctx).length;
+      const conf = JSON.stringify(ctx.bridgeConf('1.0.0'));
+      const nss = Array.from({ length: 20 }, () => ctx.lab.container());
+      const plugin = `${ctx.lab.pluginDir}/${ctx.name('bridge')}`;
+      const script = (cmd: string) => nss.map((ns, i) =>
+        `(CNI_COMMAND=${cmd} CNI_CONTAINERID=par${i} CNI_NETNS=${ns} CNI_IFNAME=eth0 CNI_PATH=${ctx.lab.pluginDir} ${plugin} <<<'${conf}' > ${ctx.lab.dir}/par-${cmd}-${i}.out; echo $? > ${ctx.lab.dir}/par-${cmd}-${i}.rc) &`).join('\n') + '\nwait';
+      ctx.lab.exec('bash', ['-c', script('ADD')]);
+      const read = (f: string) => ctx.lab.exec('cat', [`${ctx.lab.dir}/${f}`]).stdout.trim();
+      const rcs = nss.map((_, i) => read(`par-ADD-${i}.rc`));
+      check(rcs.every((x) => x === '0'), `ADD exit codes: ${rcs.join(',')} (${read('par-ADD-' + rcs.findIndex((x) => x !== '0') + '.out').slice(0, 120)})`);
+      const addrs = nss.map((_, i) => (JSON.parse(read(`par-ADD-${i}.out`)) as { ips: { address: string }[] }).ips[0]!.address);
+      check(new Set(addrs).size === 20, `only ${new Set(addrs).size} distinct addresses`);
+      ctx.lab.exec('bash', ['-c', script('DEL')]);
+      const drcs = nss.map((_, i) => read(`par-DEL-${i}.rc`));
+      check(drcs.every((x) => x === '0'), `DEL exit codes: ${drcs.join(',')}`);
+      check(hostVeths(ctx).length === before, `${hostVeths(ctx).length - before} host veths left`);
+      for (const a of addrs) check(natRulesNaming(ctx, a.split('/')[0]!).length === 0, `rules naming ${a} left`);
+    },
+  },
+  {
+    id: 'portmap-outside',
+    section: 'CONVENTIONS portMappings',
+    title: "a published TCP port answers from another host, on the host's address",
+    run(ctx) {
+      const out = ctx.lab.outside();
+      const a = addBridge(ctx, '1.0.0', { hairpinMode: true });
+      const unpublish = publish(ctx, a, [{ hostPort: 18083, containerPort: 83, protocol: 'tcp' }]);
+      check(reachable(ctx, a.netns, 83, ctx.lab.uplink.host, 18083, out), `no connection from the outside host to ${ctx.lab.uplink.host}:18083`);
+      unpublish();
+      ok(a.del(), 'DEL');
+    },
+  },
   {
     id: 'version-echo',
     section: 'SPEC §2 VERSION',
