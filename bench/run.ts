@@ -166,7 +166,39 @@ function labContenders(lab: BenchLab) {
   });
 }
 
+/** Peak resident memory (KB) of one exec, from GNU time's %M. */
+function peakKb(binary: string, env: Record<string, string>, stdin: string): number {
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', binary], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, input: stdin, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${binary} ${env.CNI_COMMAND}: exit ${r.status}: ${r.stdout}${r.stderr}`);
+  return Number(r.stderr.trim().split('\n').pop());
+}
+
 const suites: Record<string, Suite> = {
+  memory: (lab) => {
+    const rows: string[] = [];
+    for (const spec of CHAINS.filter((c) => c.tag !== 'cki')) {
+      const dir = spec.tag === 'ref' ? REF : OURS;
+      const confs = chainConfs({ ...spec, dir });
+      const samples: Record<string, number[]> = { 'bridge ADD': [], 'portmap ADD': [], 'loopback ADD': [], 'bridge DEL': [] };
+      for (let i = 0; i < Math.max(5, Math.floor(ROUNDS / 4)); i++) {
+        const netns = lab.container();
+        const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: `mem-${spec.tag}-${i}`, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: dir });
+        samples['bridge ADD']!.push(peakKb(join(dir, 'bridge'), env('ADD', 'eth0'), confs.bridge));
+        const prev = JSON.parse(execPlugin(join(dir, 'bridge'), { ...env('CHECK', 'eth0'), CNI_COMMAND: 'ADD', CNI_CONTAINERID: `mem2-${spec.tag}-${i}`, CNI_IFNAME: 'eth1' }, confs.bridge).stdout) as unknown;
+        samples['portmap ADD']!.push(peakKb(join(dir, 'portmap'), env('ADD', 'eth0'), confs.portmap(prev, 30000 + i)));
+        samples['loopback ADD']!.push(peakKb(join(dir, 'loopback'), env('ADD', 'lo'), loConf));
+        execPlugin(join(dir, 'portmap'), env('DEL', 'eth0'), confs.portmap(prev, 30000 + i));
+        execPlugin(join(dir, 'bridge'), { ...env('DEL', 'eth1'), CNI_CONTAINERID: `mem2-${spec.tag}-${i}` }, confs.bridge);
+        samples['bridge DEL']!.push(peakKb(join(dir, 'bridge'), env('DEL', 'eth0'), confs.bridge));
+        lab.remove(netns);
+      }
+      for (const [what, xs] of Object.entries(samples)) {
+        const sorted = [...xs].sort((a, b) => a - b);
+        rows.push(`| ${spec.name} | ${what} | ${(sorted[Math.floor(sorted.length / 2)]! / 1024).toFixed(1)} |`);
+      }
+    }
+    return ['### peak memory per plugin exec (median of max RSS, MiB; GNU time %M)', '', '| contender | exec | MiB |', '|---|---|---|', ...rows, ''].join('\n');
+  },
   lab: (lab) => {
     const cs = labContenders(lab);
     const ref = 'cnikit run/rm, reference plugins';
