@@ -173,7 +173,53 @@ function peakKb(binary: string, env: Record<string, string>, stdin: string): num
   return Number(r.stderr.trim().split('\n').pop());
 }
 
+/**
+ * 20 whole chains at once, as a busy node starts a deployment: the wall time
+ * of the batch, each chain a separate bash job of plugin execs.
+ */
+function parallelContender(lab: BenchLab, spec: ChainSpec, cmd: 'ADD' | 'DEL') {
+  const confs = chainConfs(spec);
+  let batch = 0;
+  let nss: string[] = [];
+  const script = (command: 'ADD' | 'DEL') => nss.map((ns, i) => {
+    const env = `CNI_CONTAINERID=par-${spec.tag}-${batch}-${i} CNI_NETNS=${ns} CNI_PATH=${spec.dir}`;
+    const pm = (prev: string) => `'${confs.portmap('PREV', 40000 + i).replace('"PREV"', `'"${prev}"'`)}'`;
+    const add = `r=$(CNI_COMMAND=ADD CNI_IFNAME=eth0 ${env} ${spec.dir}/bridge <<<'${confs.bridge}') && ` +
+      `CNI_COMMAND=ADD CNI_IFNAME=eth0 ${env} ${spec.dir}/portmap <<<${pm('$r')} >/dev/null && ` +
+      `CNI_COMMAND=ADD CNI_IFNAME=lo ${env} ${spec.dir}/loopback <<<'${loConf}' >/dev/null && echo "$r" > ${benchDir}/par-${spec.tag}-${i}`;
+    const del = `r=$(cat ${benchDir}/par-${spec.tag}-${i}) && CNI_COMMAND=DEL CNI_IFNAME=lo ${env} ${spec.dir}/loopback <<<'${loConf}' && ` +
+      `CNI_COMMAND=DEL CNI_IFNAME=eth0 ${env} ${spec.dir}/portmap <<<${pm('$r')} && CNI_COMMAND=DEL CNI_IFNAME=eth0 ${env} ${spec.dir}/bridge <<<'${confs.bridge}'`;
+    return `( ${command === 'ADD' ? add : del} ) || echo FAILED ${i} >&2 &`;
+  }).join('\n') + '\nwait';
+  const runBatch = (command: 'ADD' | 'DEL') => {
+    const r = spawnSync('bash', ['-c', script(command)], { encoding: 'utf8' });
+    if (r.stderr.includes('FAILED')) throw new Error(`${spec.name}: parallel ${command} failed: ${r.stderr.slice(0, 300)}`);
+  };
+  return {
+    name: spec.name,
+    setup: () => {
+      batch++;
+      nss = Array.from({ length: 20 }, () => lab.container());
+      if (cmd === 'DEL') runBatch('ADD');
+    },
+    run: () => runBatch(cmd),
+    teardown: () => {
+      if (cmd === 'ADD') runBatch('DEL');
+      for (const ns of nss) lab.remove(ns);
+    },
+  };
+}
+
 const suites: Record<string, Suite> = {
+  parallel: (lab) => {
+    const specs = CHAINS.map((c) => ({ ...c, dir: c.tag === 'ref' ? REF : OURS }));
+    const rounds = Math.max(3, Math.floor(ROUNDS / 5));
+    const ref = 'reference (iptables, its default)';
+    return [
+      table('20 chains ADDed at once (wall time of the batch)', measure(specs.map((s) => parallelContender(lab, s, 'ADD')), rounds, 1), ref),
+      table('20 chains DELeted at once (wall time of the batch)', measure(specs.map((s) => parallelContender(lab, s, 'DEL')), rounds, 1), ref),
+    ].join('\n');
+  },
   memory: (lab) => {
     const rows: string[] = [];
     for (const spec of CHAINS.filter((c) => c.tag !== 'cki')) {
