@@ -4,12 +4,15 @@
 import { runTool, firstLine } from './exec.ts';
 import { tryParseIP, formatIP } from '../ip/index.ts';
 import { FirewallError } from './types.ts';
+import type { ElemChange } from './nfnetlink.ts';
 
 export const TABLE = 'inet cnikit';
 
 export interface NftLine<T> {
   text: string;
   tag?: T;
+  /** The same change structured, when the line is an element change (see nfnetlink.ts). */
+  elem?: ElemChange;
 }
 
 export interface NftFailure<T> {

@@ -31,8 +31,9 @@ import {
   subnetTag, describeKey, multicastOf,
 } from './names.ts';
 import {
-  TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type ChainText,
+  TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
 } from './nft.ts';
+import { applyBatch, BatchUnsupported } from './nfnetlink.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
@@ -56,6 +57,28 @@ const SETS: ReadonlyArray<readonly [name: string, type: string]> = [
   ['isolated', 'ifname'],
   ['net', 'ifname : verdict'],
 ];
+
+const SET_TYPES: ReadonlyMap<string, string> = new Map(SETS);
+const TABLE_NAME = TABLE.split(' ')[1]!;
+// Past this, one ack per element might not fit the socket's receive buffer.
+const MAX_NETLINK_BATCH = 256;
+
+/**
+ * Runs a transaction: element-only ones (every steady-state ADD and DEL) over
+ * nfnetlink, the rest through `nft -f`, with the same outcome either way.
+ */
+function apply<T>(lines: readonly NftLine<T>[]): NftOutcome<T> {
+  if (lines.length > 0 && lines.length <= MAX_NETLINK_BATCH && lines.every((l) => l.elem)) {
+    try {
+      const r = applyBatch(TABLE_NAME, SET_TYPES, lines.map((l) => l.elem!));
+      const failures = r.errors.flatMap((e, i) => (e === 0 ? [] : [{ line: lines[i], message: r.messages[i]! }]));
+      return { ok: failures.length === 0, failures, stdout: '', stderr: failures.map((f) => `${f.line?.text}: ${f.message}`).join('\n') };
+    } catch (e) {
+      if (!(e instanceof BatchUnsupported)) throw e;
+    }
+  }
+  return nftRun(lines);
+}
 
 interface ChainDef {
   name: string;
@@ -240,7 +263,7 @@ function compile(ops: readonly SetupOp[]): Compiled {
 const T = TABLE;
 
 function addElementLine(e: Elem): NftLine<Elem> {
-  return { text: `add element ${T} ${e.set} { ${elemText(e)} }`, tag: e };
+  return { text: `add element ${T} ${e.set} { ${elemText(e)} }`, tag: e, elem: { op: 'add', set: e.set, key: e.key, data: e.data, comment: e.comment } };
 }
 
 /** Lines that create the chain, or make its rules what they should be. */
@@ -289,7 +312,7 @@ function repairLines(c: Compiled): NftLine<Elem>[] {
 function setupNft(ops: readonly SetupOp[]): void {
   const c = compile(ops);
   if (c.elems.length === 0) return;
-  let r = nftRun(c.elems.map(addElementLine));
+  let r = apply(c.elems.map(addElementLine));
   if (r.ok) return;
   // First use, a new subnet or policy, or a stale value: read, repair, retry.
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -321,19 +344,21 @@ type DelTag = { group: DelGroup; role: 'owner' } | { group: DelGroup; item: DelI
 
 function delLines(groups: readonly DelGroup[]): NftLine<DelTag>[] {
   const lines: NftLine<DelTag>[] = [];
+  const add = (set: string, key: string, data: string, tag: DelTag) =>
+    lines.push({ text: `add element ${T} ${set} { ${key} : ${data} }`, tag, elem: { op: 'add', set, key, data } });
+  const del = (set: string, key: string, tag: DelTag) =>
+    lines.push({ text: `delete element ${T} ${set} { ${key} }`, tag, elem: { op: 'delete', set, key } });
   for (const g of groups) {
     if (g.dropped) continue;
     const o = g.owner;
-    lines.push({ text: `add element ${T} ${o.set} { ${o.key} : ${o.data} }`, tag: { group: g, role: 'owner' } });
-    lines.push({ text: `delete element ${T} ${o.set} { ${o.key} }`, tag: { group: g, role: 'owner' } });
+    add(o.set, o.key, o.data, { group: g, role: 'owner' });
+    del(o.set, o.key, { group: g, role: 'owner' });
     for (const it of g.items) {
       if (it.mode === 'drop') continue;
-      if (it.mode === 'probe') {
-        // Adding the exact value first makes the delete succeed when it was already gone,
-        // and fail (EEXIST) when the key now holds something else.
-        lines.push({ text: `add element ${T} ${it.set} { ${it.key} : ${it.data} }`, tag: { group: g, item: it, role: 'probe' } });
-      }
-      lines.push({ text: `delete element ${T} ${it.set} { ${it.key} }`, tag: { group: g, item: it, role: it.mode === 'probe' ? 'probe' : 'bare' } });
+      // Adding the exact value first makes the delete succeed when it was already gone,
+      // and fail (EEXIST) when the key now holds something else.
+      if (it.mode === 'probe') add(it.set, it.key, it.data, { group: g, item: it, role: 'probe' });
+      del(it.set, it.key, { group: g, item: it, role: it.mode === 'probe' ? 'probe' : 'bare' });
     }
   }
   return lines;
@@ -343,7 +368,7 @@ function runDel(groups: DelGroup[], what: string): void {
   for (let attempt = 0; attempt < 4 * groups.length + 8; attempt++) {
     const lines = delLines(groups);
     if (lines.length === 0) return;
-    const r = nftRun(lines);
+    const r = apply(lines);
     if (r.ok) return;
     for (const f of r.failures) {
       const t = f.line?.tag;

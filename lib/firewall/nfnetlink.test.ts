@@ -1,0 +1,121 @@
+// The nfnetlink element batch against the real kernel, in a lab host
+// namespace, with nft itself as the judge: what the batch writes must read
+// back through `nft -j list` as the same text nft would have been given.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { Lab } from '../../test/lab.ts';
+import { withNetns } from '../netns/index.ts';
+import { applyBatch, encodeChange, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
+
+const TYPES = new Map([
+  ['own', 'ipv4_addr : ipv6_addr'],
+  ['ports', 'inet_proto . inet_service : ipv4_addr . inet_service'],
+  ['portsip', 'ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service'],
+  ['masq', 'ipv4_addr : verdict'],
+  ['bridges', 'ifname'],
+  ['missing', 'ipv4_addr'],
+]);
+
+const TABLE = `table inet nfnl {
+  map own { type ipv4_addr : ipv6_addr; }
+  map ports { type inet_proto . inet_service : ipv4_addr . inet_service; }
+  map portsip { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }
+  map masq { type ipv4_addr : verdict; }
+  set bridges { type ifname; }
+  chain masq-a { }
+}
+`;
+
+let lab: Lab;
+
+function nft(args: string[], input?: string): string {
+  const r = lab.exec('nft', args, { input });
+  if (r.status !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Elements of a set as nft lists them (text, one per line). */
+function listed(set: string): string {
+  const text = nft(['list', TYPES.get(set)!.includes(' : ') ? 'map' : 'set', 'inet', 'nfnl', set]);
+  const m = /elements = \{ ([^}]*) \}/s.exec(text);
+  return (m?.[1] ?? '').replace(/\s+/g, ' ').trim();
+}
+
+const batch = (changes: ElemChange[]) => withNetns(lab.hostPath, () => applyBatch('nfnl', TYPES, changes));
+
+beforeAll(() => {
+  lab = Lab.create();
+  nft(['-f', '-'], TABLE);
+});
+afterAll(() => lab?.destroy());
+
+describe('nf_tables element batches over netlink', () => {
+  it('adds elements of every type the cnikit table uses, read back by nft as written', () => {
+    const r = batch([
+      { op: 'add', set: 'own', key: '10.1.2.3', data: 'fd00::a:1', comment: 'net x / c1 eth0' },
+      { op: 'add', set: 'ports', key: 'tcp . 8080', data: '10.1.2.3 . 80' },
+      { op: 'add', set: 'ports', key: 'udp . 53', data: '10.1.2.3 . 5353' },
+      { op: 'add', set: 'portsip', key: 'fd00::1 . sctp . 9', data: 'fd00::2 . 99' },
+      { op: 'add', set: 'masq', key: '10.1.2.3', data: 'goto masq-a' },
+      { op: 'add', set: 'masq', key: '10.1.2.4', data: 'accept' },
+      { op: 'add', set: 'bridges', key: '"br-x"' },
+    ]);
+    expect(r.errors).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    expect(listed('own')).toBe('10.1.2.3 comment "net x / c1 eth0" : fd00::a:1');
+    expect(listed('ports')).toMatch(/^(tcp \. 8080 : 10\.1\.2\.3 \. 80, udp \. 53 : 10\.1\.2\.3 \. 5353|udp \. 53 : 10\.1\.2\.3 \. 5353, tcp \. 8080 : 10\.1\.2\.3 \. 80)$/);
+    expect(listed('portsip')).toBe('fd00::1 . sctp . 9 : fd00::2 . 99');
+    expect(listed('masq')).toMatch(/10\.1\.2\.3 : goto masq-a/);
+    expect(listed('masq')).toMatch(/10\.1\.2\.4 : accept/);
+    expect(listed('bridges')).toBe('"br-x"');
+  });
+
+  it('is one transaction: a refused change (EEXIST for another value) leaves nothing of the batch, and says which', () => {
+    const r = batch([
+      { op: 'add', set: 'ports', key: 'tcp . 9090', data: '10.1.2.9 . 90' },
+      { op: 'add', set: 'own', key: '10.1.2.3', data: '::b:2' },
+    ]);
+    expect(r.errors).toEqual([0, 17]);
+    expect(r.messages[1]).toMatch(/File exists/);
+    expect(listed('ports')).not.toMatch(/9090/);
+    expect(listed('own')).toMatch(/fd00::a:1/);
+  });
+
+  it('re-adding an identical element is a no-op; deleting a missing one is ENOENT; a missing set too', () => {
+    expect(batch([{ op: 'add', set: 'own', key: '10.1.2.3', data: 'fd00::a:1' }]).errors).toEqual([0]);
+    expect(batch([{ op: 'delete', set: 'own', key: '10.9.9.9' }]).errors).toEqual([2]);
+    expect(batch([{ op: 'add', set: 'missing', key: '10.9.9.9' }]).errors).toEqual([2]);
+  });
+
+  it('deletes, and hands the socket to a short-lived holder in the same namespace', () => {
+    const r = batch([
+      { op: 'delete', set: 'ports', key: 'tcp . 8080' },
+      { op: 'delete', set: 'own', key: '10.1.2.3' },
+    ]);
+    expect(r.errors).toEqual([0, 0]);
+    expect(listed('ports')).toBe('udp . 53 : 10.1.2.3 . 5353');
+    expect(listed('own')).toBe('');
+    // The holder: a `sleep` in the lab's namespace holding a netlink socket, with no stdout of ours.
+    const labNs = statSync(lab.hostPath).ino;
+    const holders = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((pid) => {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return cmd[0]!.endsWith('sleep') && statSync(`/proc/${pid}/ns/net`).ino === labNs;
+      } catch {
+        return false;
+      }
+    });
+    expect(holders.length).toBeGreaterThan(0);
+    const fd = (n: number) => readlinkSync(`/proc/${holders[0]}/fd/${n}`);
+    expect(fd(3)).toMatch(/^socket:/);
+    // A runtime reads a plugin's stdout until every holder closes it: the holder has none of it.
+    expect([fd(0), fd(1), fd(2)]).toEqual(['/dev/null', '/dev/null', '/dev/null']);
+  });
+
+  it('refuses, before sending anything, what it cannot encode', () => {
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'own', key: 'fd00::1', data: '::1' }, 1)).toThrow(BatchUnsupported);
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'ports', key: 'tcp . 70000', data: '10.0.0.1 . 1' }, 1)).toThrow(BatchUnsupported);
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'masq', key: '10.0.0.1', data: 'goto' }, 1)).toThrow(BatchUnsupported);
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'nosuch', key: '10.0.0.1' }, 1)).toThrow(BatchUnsupported);
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'own', key: '10.0.0.1' }, 1)).toThrow(BatchUnsupported);
+  });
+});

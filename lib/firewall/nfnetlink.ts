@@ -1,0 +1,244 @@
+// Set-element changes to the cnikit table over NETLINK_NETFILTER, as one
+// nf_tables batch, without exec'ing nft. This is the whole firewall work of a
+// steady-state ADD or DEL (nftables.ts keeps a container to map elements), so
+// it is where an `nft` exec (its start-up and its cache dumps, which grow with
+// the maps) was most of a plugin's time. Anything else goes through `nft -f`.
+import { spawn } from 'node:child_process';
+import { sys, SysError, errnoName } from '../sys/index.ts';
+import { attr, nested, str, concat, struct } from '../netlink/codec.ts';
+import { ipToBytes, tryParseIP } from '../ip/index.ts';
+import { findTool } from './exec.ts';
+
+const NETLINK_NETFILTER = 12;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_CREATE = 0x400;
+const NLMSG_ERROR = 2;
+const HEADER = 16;
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_DELSETELEM = 14;
+const NFT_MSG_GETGEN = 16;
+const NFPROTO_INET = 1;
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_LIST_ELEM = 1;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_DATA = 2;
+const NFTA_SET_ELEM_USERDATA = 6;
+const NFTA_DATA_VALUE = 1;
+const NFTA_DATA_VERDICT = 2;
+const NFTA_VERDICT_CODE = 1;
+const NFTA_VERDICT_CHAIN = 2;
+const NFTNL_UDATA_SET_ELEM_COMMENT = 0;
+const IFNAMSIZ = 16;
+
+const VERDICTS: Record<string, number> = { drop: 0, accept: 1, continue: -1, return: -5 };
+const JUMPS: Record<string, number> = { jump: -3, goto: -4 };
+const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17, sctp: 132 };
+
+/** One `add element` or `delete element` of the table, in nft's own text for key and data. */
+export interface ElemChange {
+  op: 'add' | 'delete';
+  set: string;
+  key: string;
+  data?: string;
+  comment?: string;
+}
+
+/** A set's type as nft declares it: "ipv4_addr . inet_service : verdict". */
+export type SetTypes = ReadonlyMap<string, string>;
+
+/** The batch cannot go over netlink (a type not encoded here, or no nfnetlink): use nft. */
+export class BatchUnsupported extends Error {}
+
+/** One atom of a key or value, 4-byte aligned as nf_tables registers hold it in a concatenation. */
+function encodeAtom(type: string, text: string, inConcat: boolean): Uint8Array {
+  const pad = (b: Uint8Array) => (inConcat && b.length % 4 !== 0 ? concat([b, new Uint8Array(4 - (b.length % 4))]) : b);
+  switch (type) {
+    case 'ipv4_addr':
+    case 'ipv6_addr': {
+      const ip = tryParseIP(text);
+      if (!ip || ip.family !== (type === 'ipv4_addr' ? 4 : 6)) throw new BatchUnsupported(`"${text}" is not an ${type}`);
+      return ipToBytes(ip);
+    }
+    case 'inet_proto': {
+      const p = PROTOCOLS[text] ?? (/^\d+$/.test(text) ? Number(text) : NaN);
+      if (!(p >= 0 && p <= 255)) throw new BatchUnsupported(`"${text}" is not an inet_proto`);
+      return pad(Uint8Array.of(p));
+    }
+    case 'inet_service': {
+      const n = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (!(n >= 0 && n <= 65535)) throw new BatchUnsupported(`"${text}" is not an inet_service`);
+      return pad(Uint8Array.of(n >> 8, n & 0xff));
+    }
+    case 'ifname': {
+      const name = new TextEncoder().encode(text.replace(/^"(.*)"$/, '$1'));
+      if (name.length >= IFNAMSIZ) throw new BatchUnsupported(`"${text}" is not an ifname`);
+      const b = new Uint8Array(IFNAMSIZ);
+      b.set(name);
+      return b;
+    }
+    default:
+      throw new BatchUnsupported(`set type ${type} is not encoded here`);
+  }
+}
+
+function encodeValue(type: string, text: string): Uint8Array {
+  const types = type.split(' . ');
+  const atoms = text.split(' . ').map((a) => a.trim());
+  if (atoms.length !== types.length) throw new BatchUnsupported(`"${text}" does not match ${type}`);
+  return concat(atoms.map((a, i) => encodeAtom(types[i]!, a, types.length > 1)));
+}
+
+function encodeData(type: string, text: string): Uint8Array {
+  if (type !== 'verdict') return attr(NFTA_DATA_VALUE, encodeValue(type, text));
+  const [word, chain] = text.trim().split(/\s+/);
+  const code = new Uint8Array(4);
+  if (word !== undefined && word in JUMPS && chain) {
+    new DataView(code.buffer).setInt32(0, JUMPS[word]!);
+    return nested(NFTA_DATA_VERDICT, [attr(NFTA_VERDICT_CODE, code), str(NFTA_VERDICT_CHAIN, chain)]);
+  }
+  if (word !== undefined && word in VERDICTS && !chain) {
+    new DataView(code.buffer).setInt32(0, VERDICTS[word]!);
+    return nested(NFTA_DATA_VERDICT, [attr(NFTA_VERDICT_CODE, code)]);
+  }
+  throw new BatchUnsupported(`"${text}" is not a verdict`);
+}
+
+function encodeComment(comment: string): Uint8Array {
+  const text = new TextEncoder().encode(comment);
+  // nftnl udata TLV: one byte type, one byte length, the NUL-terminated text.
+  if (text.length + 1 > 255) throw new BatchUnsupported('comment too long');
+  return attr(NFTA_SET_ELEM_USERDATA, concat([Uint8Array.of(NFTNL_UDATA_SET_ELEM_COMMENT, text.length + 1), text, Uint8Array.of(0)]));
+}
+
+function message(type: number, flags: number, seq: number, family: number, resId: number, attrs: readonly Uint8Array[]): Uint8Array {
+  const body = concat([struct(4, (dv) => { dv.setUint8(0, family); dv.setUint8(1, 0); dv.setUint16(2, resId); }), ...attrs]);
+  const header = struct(HEADER, (dv) => {
+    dv.setUint32(0, HEADER + body.length, true);
+    dv.setUint16(4, type, true);
+    dv.setUint16(6, flags | NLM_F_REQUEST, true);
+    dv.setUint32(8, seq, true);
+  });
+  return concat([header, body]);
+}
+
+/** The netlink message of one change (throws BatchUnsupported for what this module does not speak). */
+export function encodeChange(table: string, types: SetTypes, c: ElemChange, seq: number): Uint8Array {
+  const type = types.get(c.set);
+  if (!type) throw new BatchUnsupported(`set ${c.set} is not known`);
+  const [keyType, dataType] = type.split(' : ');
+  const elem: Uint8Array[] = [nested(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, encodeValue(keyType!, c.key))])];
+  if (c.op === 'add') {
+    if ((c.data === undefined) !== (dataType === undefined)) throw new BatchUnsupported(`element ${c.key} of ${c.set} needs ${dataType ? 'a' : 'no'} value`);
+    if (c.data !== undefined && dataType) elem.push(nested(NFTA_SET_ELEM_DATA, [encodeData(dataType, c.data)]));
+    if (c.comment) elem.push(encodeComment(c.comment));
+  }
+  // NLM_F_CREATE without NLM_F_EXCL: re-adding an identical element is a no-op,
+  // a different value for the key is EEXIST (what `nft add element` does).
+  const type_ = NFNL_SUBSYS_NFTABLES << 8 | (c.op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM);
+  return message(type_, NLM_F_ACK | (c.op === 'add' ? NLM_F_CREATE : 0), seq, NFPROTO_INET, 0, [
+    str(NFTA_SET_ELEM_LIST_TABLE, table),
+    str(NFTA_SET_ELEM_LIST_SET, c.set),
+    nested(NFTA_SET_ELEM_LIST_ELEMENTS, [nested(NFTA_LIST_ELEM, elem)]),
+  ]);
+}
+
+const STRERROR: Record<number, string> = { 2: 'No such file or directory', 16: 'Device or resource busy', 17: 'File exists', 22: 'Invalid argument' };
+
+export interface BatchOutcome {
+  /** Per change, in order: 0 or the errno the kernel refused it with. */
+  errors: number[];
+  /** The message nft would print for a refused change. */
+  messages: string[];
+}
+
+let seqBase = Math.floor(Math.random() * 0x3fffffff);
+
+/**
+ * Applies the changes as one transaction (all or nothing, as `nft -f` does)
+ * to table `inet <table>` in the calling thread's network namespace. Throws
+ * BatchUnsupported, before sending anything, when a change cannot be encoded
+ * or nfnetlink cannot be opened.
+ */
+export function applyBatch(table: string, types: SetTypes, changes: readonly ElemChange[]): BatchOutcome {
+  const first = (seqBase += changes.length + 3);
+  const encoded = changes.map((c, i) => encodeChange(table, types, c, first + 1 + i));
+  const resId = NFNL_SUBSYS_NFTABLES;
+  const batch = concat([
+    message(NFNL_MSG_BATCH_BEGIN, 0, first, 0, resId, []),
+    ...encoded,
+    message(NFNL_MSG_BATCH_END, 0, first + 1 + changes.length, 0, resId, []),
+  ]);
+  // A request after the batch: its answer comes after every answer of the batch.
+  const fenceSeq = first + 2 + changes.length;
+  const fence = message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []);
+  let fd: number;
+  try {
+    fd = sys.netlinkSocket(NETLINK_NETFILTER);
+  } catch (e) {
+    if (e instanceof SysError) throw new BatchUnsupported(e.message);
+    throw e;
+  }
+  let deleted = false;
+  try {
+    sys.send(fd, batch);
+    sys.send(fd, fence);
+    const errors: number[] = changes.map(() => 0);
+    let batchError: number = 0;
+    const buf = new Uint8Array(1 << 16);
+    for (let done = false; !done; ) {
+      const n = sys.recv(fd, buf);
+      const dv = new DataView(buf.buffer, 0, n);
+      for (let off = 0; off + HEADER <= n; ) {
+        const len = dv.getUint32(off, true);
+        if (len < HEADER || off + len > n) break;
+        const seq = dv.getUint32(off + 8, true);
+        if (seq === fenceSeq && dv.getUint16(off + 4, true) === NLMSG_ERROR) done = true;
+        else if (dv.getUint16(off + 4, true) === NLMSG_ERROR) {
+          const err = Math.abs(dv.getInt32(off + HEADER, true));
+          const i = seq - first - 1;
+          if (i >= 0 && i < changes.length) errors[i] = err;
+          else if (err !== 0) batchError = err;
+        }
+        off += (len + 3) & ~3;
+      }
+    }
+    // A commit that failed as a whole is reported against the batch header.
+    if (batchError !== 0 && !errors.some((e) => e !== 0)) errors.fill(batchError);
+    deleted = !errors.some((e) => e !== 0) && changes.some((c) => c.op === 'delete');
+    return { errors, messages: errors.map((e) => (e === 0 ? '' : `Could not process rule: ${STRERROR[e] ?? errnoName(e)}`)) };
+  } catch (e) {
+    if (e instanceof SysError) throw new Error(`nf_tables batch: ${e.message}`);
+    throw e;
+  } finally {
+    if (deleted) handOver(fd);
+    else sys.close(fd);
+  }
+}
+
+/**
+ * After a commit that deleted something, the kernel frees the old objects
+ * after an RCU grace period, and the release of any nfnetlink socket waits
+ * for that (nf_tables flushes its destroy work on NETLINK_URELEASE): 10–20 ms
+ * here, at close or at our exit, after the change is already in effect. A
+ * short-lived child holds the socket instead, so the release, and that wait,
+ * happens in the background once the grace period is long over.
+ */
+function handOver(fd: number): void {
+  const sleep = findTool('sleep');
+  if (!sleep) return sys.close(fd);
+  try {
+    // No stdout/stderr: a runtime reads the plugin's output until every holder closes it.
+    const child = spawn(sleep, ['1'], { stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
+    child.on('error', () => undefined);
+    child.unref();
+  } catch {
+    // Without the child, the release just waits here.
+  }
+  sys.close(fd);
+}
