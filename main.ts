@@ -1,11 +1,11 @@
 // The one executable: a multi-call binary that is every plugin and the
 // `cnikit` command. It dispatches on the name it was invoked by
 // (dist/bin/<plugin> links), or on its only argument (`cnikit none`).
-import { basename } from 'node:path';
 import { PLUGINS, isPlugin } from './plugins/registry.ts';
 
 async function main(): Promise<number> {
-  const invoked = basename(process.argv0);
+  // Not node:path's basename: that import alone costs ~0.3 ms per exec.
+  const invoked = process.argv0.slice(process.argv0.lastIndexOf('/') + 1);
   const args = process.argv.slice(2);
   const name = isPlugin(invoked) ? invoked : args.length === 1 && isPlugin(args[0]) ? args[0] : undefined;
   if (name !== undefined) {

@@ -6,7 +6,6 @@ import {
   openSync, closeSync, readdirSync, writeSync, linkSync, rmSync, mkdirSync, statSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { sys, LOCK_EX } from '../../lib/sys/index.ts';
 import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../../lib/state/index.ts';
 import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
@@ -89,7 +88,7 @@ export class DiskStore implements LeaseStore {
   reserve(ip: IPAddr, owner: Owner, rangeSet: number): boolean {
     // Written whole to a temporary file, then hard-linked into place: link(2)
     // fails if the lease exists, and a crash never leaves a half-written lease.
-    const tmp = join(this.dir, `${TMP}${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = join(this.dir, `${TMP}${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
     const fd = openSync(tmp, 'wx', 0o600);
     try {
       writeSync(fd, `${owner.containerId}${LINE_BREAK}${owner.ifname}`);

@@ -1,9 +1,9 @@
 // Running the firewall tools: argument arrays and stdin only, never a shell.
 // The child inherits the calling thread's network namespace, so inside
 // withNetns() the tools act on that namespace.
-import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
+import { sys } from '../sys/index.ts';
 import { FirewallError } from './types.ts';
 
 export interface ToolResult {
@@ -39,8 +39,8 @@ export function findTool(name: string): string | undefined {
 export function runTool(name: string, args: readonly string[], input = ''): ToolResult {
   const path = findTool(name);
   if (!path) throw new FirewallError(`${name} is not installed (looked in PATH and ${FALLBACK_DIRS.join(', ')})`);
-  const r = spawnSync(path, args, { input, encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
-  if (r.error) throw new FirewallError(`cannot run ${name}: ${r.error.message}`);
+  const r = sys.run(path, args, { input, timeoutMs: 60_000 });
+  if (r.failure) throw new FirewallError(`cannot run ${name}: ${r.failure.message}`);
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -10,6 +10,7 @@ import { FirewallError, type Backend, type Firewall } from './types.ts';
 export * from './types.ts';
 export { addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck } from './macspoof.ts';
 export { checkConditions } from './iptables-ports.ts';
+export { findTool } from './exec.ts';
 
 /**
  * Whether the iptables tools can work here, without running them (an exec

@@ -3,8 +3,8 @@
 // chains, comments and nft owner tags are built from SHA-256 hashes, so no
 // network name, container ID or ifname can inject rule syntax, and chain
 // names stay within iptables' 28 characters.
-import { createHash } from 'node:crypto';
 import { type IPAddr, type Prefix, contains, formatIP, formatPrefix } from '../ip/index.ts';
+import { sys } from '../sys/index.ts';
 import { FirewallError, type AttachmentKey, type MasqEntry, type NetworkPolicy } from './types.ts';
 
 // CNI SPEC: network names and container IDs.
@@ -54,7 +54,7 @@ function printable(s: string): string {
 
 function sha256(...parts: string[]): string {
   // NUL cannot occur in any of the parts, so the encoding is unambiguous.
-  return createHash('sha256').update(parts.join('\0')).digest('hex');
+  return sys.sha256hex(parts.join('\0'));
 }
 
 /** 16 hex digits naming a network (for GC: which attachments belong to it). */

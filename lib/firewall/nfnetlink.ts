@@ -3,13 +3,11 @@
 // steady-state ADD or DEL (nftables.ts keeps a container to map elements), so
 // it is where an `nft` exec (its start-up and its cache dumps, which grow with
 // the maps) was most of a plugin's time. Anything else goes through `nft -f`.
-import { spawn } from 'node:child_process';
-import { sys, SysError, errnoName } from '../sys/index.ts';
+import { sys, SysError, errnoName, NETLINK_NETFILTER } from '../sys/index.ts';
 import { attr, nested, str, concat, struct } from '../netlink/codec.ts';
 import { ipToBytes, tryParseIP } from '../ip/index.ts';
 import { findTool } from './exec.ts';
 
-const NETLINK_NETFILTER = 12;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
@@ -234,9 +232,7 @@ function handOver(fd: number): void {
   if (!sleep) return sys.close(fd);
   try {
     // No stdout/stderr: a runtime reads the plugin's output until every holder closes it.
-    const child = spawn(sleep, ['1'], { stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
-    child.on('error', () => undefined);
-    child.unref();
+    sys.startHolder(sleep, ['1'], fd);
   } catch {
     // Without the child, the release just waits here.
   }

@@ -2,11 +2,11 @@
 // driver): exec it from CNI_PATH as a runtime would, or run cnikit's own in
 // this process through the same skel, so the effect is identical and one
 // process start is saved.
-import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrorCode, runPlugin, type Plugin, type Command } from '../skel/index.ts';
 import type { NetConf } from '../spec/index.ts';
+import { sys } from '../sys/index.ts';
 
 export interface Invocation {
   command: Command;
@@ -95,18 +95,9 @@ export async function delegate(conf: NetConf, inv: Invocation, opts: DelegateOpt
     return parseOutput(type, stdout, status, '');
   }
   const binary = findPlugin(type, inv.path);
-  const r = spawnSync(binary, [], {
-    env,
-    input: stdin,
-    encoding: 'utf8',
-    timeout: opts.timeoutMs,
-    // A hung plugin may ignore SIGTERM; the timeout must end it.
-    killSignal: 'SIGKILL',
-    maxBuffer: 16 << 20,
-  });
-  if (r.error) {
-    const timedOut = (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
-    throw new CniError(ErrorCode.Internal, timedOut ? `plugin ${type} did not finish within ${opts.timeoutMs} ms` : `cannot run plugin ${type}: ${r.error.message}`);
+  const r = sys.run(binary, [], { env, input: stdin, timeoutMs: opts.timeoutMs });
+  if (r.failure) {
+    throw new CniError(ErrorCode.Internal, r.failure.kind === 'timeout' ? `plugin ${type} did not finish within ${opts.timeoutMs} ms` : `cannot run plugin ${type}: ${r.failure.message}`);
   }
   return parseOutput(type, r.stdout, r.status, r.stderr);
 }

@@ -4,7 +4,6 @@
 // and after a power loss the containers these files describe are gone too.
 import { mkdirSync, openSync, writeSync, closeSync, renameSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { sys, LOCK_EX } from '../sys/index.ts';
 
 /** mkdir -p with 0700 for every directory it creates. */
@@ -15,7 +14,7 @@ export function ensurePrivateDir(path: string): void {
 /** Writes `data` to `path` (0600) through a temporary file and rename(2). */
 export function writeFileAtomic(path: string, data: string): void {
   ensurePrivateDir(dirname(path));
-  const tmp = join(dirname(path), `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmp = join(dirname(path), `.tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     const buf = Buffer.from(data);

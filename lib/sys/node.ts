@@ -1,5 +1,7 @@
 // Node adapter: koffi. Used by tests and development runs.
 import koffi from 'koffi';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { type Sys, SysError, LOCK_NB } from './types.ts';
 
 const AF_NETLINK = 16;
@@ -58,5 +60,27 @@ export const sys: Sys = {
   },
   close(fd) {
     check('close', c.close(fd));
+  },
+  run(path, args, opts = {}) {
+    const r = spawnSync(path, args, {
+      input: opts.input ?? '',
+      env: opts.env ?? process.env,
+      encoding: 'utf8',
+      timeout: opts.timeoutMs,
+      killSignal: 'SIGKILL',
+      maxBuffer: 256 << 20,
+    });
+    const out = { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+    if (!r.error) return out;
+    const timedOut = (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
+    return { ...out, failure: { kind: timedOut ? 'timeout' : 'start', message: r.error.message } };
+  },
+  startHolder(path, args, fd) {
+    const child = spawn(path, args, { stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
+    child.on('error', () => undefined);
+    child.unref();
+  },
+  sha256hex(text) {
+    return createHash('sha256').update(text).digest('hex');
   },
 };

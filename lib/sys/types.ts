@@ -30,6 +30,22 @@ export function errnoName(errno: number): string {
   return ERRNO_NAMES[errno] ?? `errno${errno}`;
 }
 
+export interface RunOptions {
+  input?: string;
+  /** The whole environment of the child (default: the caller's). */
+  env?: Record<string, string | undefined>;
+  /** Killed with SIGKILL after this long: a hung child may ignore SIGTERM. */
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** Why there is no exit status: the program could not be started, or ran past timeoutMs. */
+  failure?: { kind: 'start' | 'timeout'; message: string };
+}
+
 export interface Sys {
   /** setns(2) on the calling (main) thread. */
   setns(fd: number, nstype: number): void;
@@ -41,4 +57,10 @@ export interface Sys {
   /** One datagram into buf; returns its length. */
   recv(fd: number, buf: Uint8Array): number;
   close(fd: number): void;
+  /** Runs a program to its end: stdin from `input`, stdout and stderr captured as UTF-8. */
+  run(path: string, args: readonly string[], opts?: RunOptions): RunResult;
+  /** Starts a program that may outlive the caller, with /dev/null as stdio and `fd` as its fd 3. */
+  startHolder(path: string, args: readonly string[], fd: number): void;
+  /** SHA-256 of the UTF-8 text, in hex. */
+  sha256hex(text: string): string;
 }

@@ -2,8 +2,8 @@
 // with its container end born inside the netns, and the addresses and routes
 // on both sides.
 import { openSync, closeSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { Netlink, NetlinkError, writeSysctl, type Link } from '../../lib/netlink/index.ts';
+import { sys } from '../../lib/sys/index.ts';
 import { type Prefix, type IPAddr, networkOf, formatPrefix, contains, equalIP } from '../../lib/ip/index.ts';
 import { CniError, ErrorCode } from '../../lib/skel/index.ts';
 import type { BridgeOptions } from './config.ts';
@@ -16,7 +16,7 @@ const EEXIST = 17;
  * leftover instead of colliding with it.
  */
 export function hostVethName(network: string, containerId: string, ifname: string): string {
-  const h = createHash('sha256').update(`${network}\0${containerId}\0${ifname}`).digest('hex');
+  const h = sys.sha256hex(`${network}\0${containerId}\0${ifname}`);
   return `veth${h.slice(0, 11)}`;
 }
 

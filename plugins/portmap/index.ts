@@ -3,16 +3,16 @@
 // ADD with no mappings execs nothing; DEL works from the plugin's records,
 // so it needs neither the netns nor the prevResult.
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
-import { openFirewall, checkConditions, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
+import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { PublishedPorts } from './published.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
+import { sys } from '../../lib/sys/index.ts';
 import { parsePrefix, formatPrefix, contains, type Prefix } from '../../lib/ip/index.ts';
 import {
   normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type HoldersOf,
@@ -119,11 +119,17 @@ function enableLocalnetRouting(containers: Prefix[]): void {
  */
 function flushUdpConntrack(ports: Published[], log: Context<PortmapConf>['log']): void {
   const udp = [...new Set(ports.filter((p) => p.protocol === 'udp').map((p) => p.hostPort))];
+  if (udp.length === 0) return;
+  const conntrack = findTool('conntrack');
+  if (!conntrack) {
+    log.warn({}, 'conntrack is not installed: stale UDP entries were not flushed');
+    return;
+  }
   for (const port of udp) {
     for (const family of ['ipv4', 'ipv6']) {
-      const r = spawnSync('conntrack', ['-D', '-f', family, '-p', 'udp', '--orig-port-dst', String(port)], { encoding: 'utf8' });
-      if (r.error) {
-        log.warn({ err: r.error.message }, 'conntrack is not available: stale UDP entries were not flushed');
+      const r = sys.run(conntrack, ['-D', '-f', family, '-p', 'udp', '--orig-port-dst', String(port)]);
+      if (r.failure) {
+        log.warn({ err: r.failure.message }, 'conntrack did not run: stale UDP entries were not flushed');
         return;
       }
     }

@@ -1,0 +1,10 @@
+// The bun adapter's process and hash calls, answered as JSON for sys.test.ts.
+import { sys } from '../bun.ts';
+
+console.log(JSON.stringify({
+  timeout: sys.run('/bin/sleep', ['5'], { timeoutMs: 200 }),
+  missing: sys.run('/nonexistent/program', []),
+  cat: sys.run('/bin/cat', [], { input: 'héllo' }),
+  env: sys.run('/bin/sh', ['-c', 'echo "$FOO"; echo err >&2; exit 3'], { env: { FOO: 'bar' } }),
+  hash: sys.sha256hex('a\0b'),
+}));
