@@ -5,6 +5,7 @@ import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PLUGIN_NAMES } from '../plugins/registry.ts';
+import { COMPILE_FLAGS } from './compile-flags.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
@@ -16,7 +17,7 @@ mkdirSync(join(dist, 'bin'), { recursive: true });
 // saved per exec, measured).
 const r = spawnSync(
   process.execPath,
-  ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', join(root, 'main.ts'), '--outfile', join(dist, 'cnikit')],
+  ['build', ...COMPILE_FLAGS, '--splitting', join(root, 'main.ts'), '--outfile', join(dist, 'cnikit')],
   { stdio: 'inherit', cwd: root },
 );
 if (r.status !== 0) process.exit(r.status ?? 1);

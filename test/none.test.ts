@@ -1,6 +1,6 @@
 // none/loopback as a runtime uses it: a fresh namespace, lo brought up.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Lab } from './lab.ts';
@@ -117,6 +117,24 @@ describe('the standalone executable', () => {
       expect(r.status).toBe(0);
       expect(JSON.parse(r.stdout).ips).toContainEqual({ address: '127.0.0.1/8', interface: 0 });
       expect(loFlags(netns)).toContain('UP');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes no settings from a .env in the directory the runtime runs it in', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnikit-dotenv-'));
+    try {
+      const log = join(dir, 'from-dotenv.log');
+      writeFileSync(join(dir, '.env'), `CNIKIT_LOG_FILE=${log}\n`);
+      const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x2', CNI_IFNAME: 'eth0', CNI_PATH: BIN, PATH: process.env.PATH };
+      const add = (extra: Record<string, string>) =>
+        lab.exec('bash', ['-c', `cd ${dir} && exec ${bin('loopback')}`], { input: JSON.stringify(conf('1.1.0')), env: { ...env, CNI_NETNS: lab.container(), ...extra } });
+      expect(add({}).status).toBe(0);
+      expect(existsSync(log)).toBe(false);
+      // The same setting in the environment does take effect.
+      expect(add({ CNIKIT_LOG_FILE: log }).status).toBe(0);
+      expect(existsSync(log)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
