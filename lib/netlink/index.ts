@@ -405,12 +405,22 @@ export class Netlink {
 
   addresses(filter: { family?: Family; index?: number } = {}): Address[] {
     const family = filter.family ? familyCode(filter.family) : AF_UNSPEC;
-    const body = struct(8, (dv) => dv.setUint8(0, family));
+    // One link's addresses: asked of the kernel, so the cost does not grow
+    // with the host's links (every veth has an IPv6 link-local address).
+    const strict = filter.index !== undefined && this.sock.strict(true);
+    const body = struct(8, (dv) => {
+      dv.setUint8(0, family);
+      if (strict) dv.setUint32(4, filter.index!, true);
+    });
     const out: Address[] = [];
-    for (const m of this.sock.dump('list addresses', RTM_GETADDR, body)) {
-      if (m.type !== RTM_NEWADDR) continue;
-      const a = decodeAddress(m.body);
-      if (a && (filter.index === undefined || a.index === filter.index)) out.push(a);
+    try {
+      for (const m of this.sock.dump('list addresses', RTM_GETADDR, body)) {
+        if (m.type !== RTM_NEWADDR) continue;
+        const a = decodeAddress(m.body);
+        if (a && (filter.index === undefined || a.index === filter.index)) out.push(a);
+      }
+    } finally {
+      if (strict) this.sock.strict(false);
     }
     return out;
   }

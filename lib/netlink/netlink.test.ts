@@ -6,6 +6,7 @@ import { Lab } from '../../test/lab.ts';
 import { withNetns } from '../netns/index.ts';
 import { parseIP, parsePrefix } from '../ip/index.ts';
 import { Netlink, NetlinkError, readSysctl, writeSysctl } from './index.ts';
+import { NetlinkSocket } from './socket.ts';
 
 let lab: Lab;
 beforeAll(() => {
@@ -153,6 +154,32 @@ describe('lib/netlink', () => {
       nl.deleteAddress(br.index, parsePrefix('10.99.0.1/24'));
       expect(nl.addresses({ index: br.index, family: 4 })).toEqual([]);
     }, ctr);
+  });
+
+  it("asks the kernel for one link's addresses only (strict dump filter), not every link's", () => {
+    const ctr = lab.container();
+    const RTM_GETADDR = 22;
+    const indexes = (strict: boolean, index: number) => withNetns(ctr, () => {
+      const sock = NetlinkSocket.open(0);
+      try {
+        expect(sock.strict(strict)).toBe(true);
+        const body = new Uint8Array(8);
+        new DataView(body.buffer).setUint32(4, index, true);
+        return sock.dump('addresses', RTM_GETADDR, body).map((m) => new DataView(m.body.buffer, m.body.byteOffset).getUint32(4, true));
+      } finally {
+        sock.close();
+      }
+    });
+    const br = inLab((nl) => {
+      nl.setUp(nl.link('lo')!.index);
+      nl.createBridge('tflt0');
+      const b = nl.link('tflt0')!;
+      nl.addAddress(b.index, parsePrefix('10.98.0.1/24'));
+      return b;
+    }, ctr);
+    expect(new Set(indexes(false, br.index)).size).toBeGreaterThan(1);
+    expect(indexes(true, br.index)).toEqual([br.index]);
+    expect(inLab((nl) => nl.addresses({ index: br.index }).map((a) => a.cidr), ctr)).toEqual(['10.98.0.1/24']);
   });
 
   it('adds, lists and deletes routes, including a default route with MTU', () => {

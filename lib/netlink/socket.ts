@@ -10,6 +10,8 @@ export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 
+const SOL_NETLINK = 270;
+const NETLINK_GET_STRICT_CHK = 12;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const HEADER = 16;
@@ -42,6 +44,15 @@ export class NetlinkSocket {
 
   close(): void {
     sys.close(this.fd);
+  }
+
+  /**
+   * NETLINK_GET_STRICT_CHK: the kernel then honours filters in dump requests
+   * (e.g. ifa_index) instead of returning everything. False on kernels
+   * without it (before 4.20); callers filter the answer themselves anyway.
+   */
+  strict(on: boolean): boolean {
+    return sys.setsockoptInt(this.fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, on ? 1 : 0);
   }
 
   private send(type: number, flags: number, body: Uint8Array): number {

@@ -7,6 +7,7 @@ const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const EWOULDBLOCK = 11;
 const EINTR = 4;
+const ENOPROTOOPT = 92;
 
 const { symbols: c } = dlopen('libc.so.6', {
   setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
@@ -16,6 +17,7 @@ const { symbols: c } = dlopen('libc.so.6', {
   send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
   recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
+  setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
 });
 
@@ -63,6 +65,13 @@ export const sys: Sys = {
   },
   close(fd) {
     check('close', c.close(fd));
+  },
+  setsockoptInt(fd, level, option, value) {
+    const v = new Int32Array([value]);
+    if (c.setsockopt(fd, level, option, v, 4) === 0) return true;
+    const e = errno();
+    if (e === ENOPROTOOPT) return false;
+    throw new SysError('setsockopt', e);
   },
   // Bun's own spawn and hasher: importing node:child_process costs ~0.7 ms
   // and node:crypto ~2 ms of start-up per exec, measured.

@@ -9,6 +9,7 @@ const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const EWOULDBLOCK = 11;
 const EINTR = 4;
+const ENOPROTOOPT = 92;
 
 const libc = koffi.load('libc.so.6');
 const c = {
@@ -19,6 +20,7 @@ const c = {
   send: libc.func('intptr_t send(int fd, void *buf, uintptr_t len, int flags)'),
   recv: libc.func('intptr_t recv(int fd, _Out_ void *buf, uintptr_t len, int flags)'),
   close: libc.func('int close(int fd)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int optname, void *optval, uint32_t optlen)'),
 };
 
 function check(call: string, rc: number | bigint): number {
@@ -60,6 +62,14 @@ export const sys: Sys = {
   },
   close(fd) {
     check('close', c.close(fd));
+  },
+  setsockoptInt(fd, level, option, value) {
+    const v = Buffer.alloc(4);
+    v.writeInt32LE(value, 0);
+    if (Number(c.setsockopt(fd, level, option, v, 4)) === 0) return true;
+    const e = koffi.errno();
+    if (e === ENOPROTOOPT) return false;
+    throw new SysError('setsockopt', e);
   },
   run(path, args, opts = {}) {
     const r = spawnSync(path, args, {

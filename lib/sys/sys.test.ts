@@ -16,6 +16,8 @@ function nodeAnswers() {
     cat: sys.run('/bin/cat', [], { input: 'héllo' }),
     env: sys.run('/bin/sh', ['-c', 'echo "$FOO"; echo err >&2; exit 3'], { env: { FOO: 'bar' } }),
     hash: sys.sha256hex('a\0b'),
+    strict: sys.setsockoptInt(sys.netlinkSocket(0), 270, 12, 1),
+    unknownOption: sys.setsockoptInt(sys.netlinkSocket(0), 270, 999, 1),
   };
 }
 
@@ -38,6 +40,10 @@ describe.each([
     expect(a.missing.failure?.kind).toBe('start');
     expect(a.missing.status).toBeNull();
     expect(a.timeout.failure?.kind).toBe('timeout');
+  });
+  it('sets an int socket option, and says false for one the kernel does not know', () => {
+    expect(a.strict).toBe(true);
+    expect(a.unknownOption).toBe(false);
   });
   it('hashes as SHA-256', () => {
     expect(a.hash).toBe('59b271ae1bbcb1d31d41929817f4b16fb439eb4f31520b5ad1d5ce98920a7138');

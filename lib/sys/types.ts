@@ -57,6 +57,8 @@ export interface Sys {
   /** One datagram into buf; returns its length. */
   recv(fd: number, buf: Uint8Array): number;
   close(fd: number): void;
+  /** setsockopt(2) with an int value; false when the kernel does not know the option (ENOPROTOOPT). */
+  setsockoptInt(fd: number, level: number, option: number, value: number): boolean;
   /** Runs a program to its end: stdin from `input`, stdout and stderr captured as UTF-8. */
   run(path: string, args: readonly string[], opts?: RunOptions): RunResult;
   /** Starts a program that may outlive the caller, with /dev/null as stdio and `fd` as its fd 3. */

@@ -7,4 +7,6 @@ console.log(JSON.stringify({
   cat: sys.run('/bin/cat', [], { input: 'héllo' }),
   env: sys.run('/bin/sh', ['-c', 'echo "$FOO"; echo err >&2; exit 3'], { env: { FOO: 'bar' } }),
   hash: sys.sha256hex('a\0b'),
+  strict: sys.setsockoptInt(sys.netlinkSocket(0), 270, 12, 1),
+  unknownOption: sys.setsockoptInt(sys.netlinkSocket(0), 270, 999, 1),
 }));
