@@ -145,6 +145,25 @@ describe('host-local', () => {
     expect(run('ADD', ref, 'ref2', { binary: join(REFERENCE_BIN, 'host-local') }).out!.ips![0]!.address).toBe('10.83.0.4/24');
     expect(run('DEL', net.conf, 'ref1').status).toBe(0);
     expect(net.leases()).toEqual(['10.83.0.3', '10.83.0.4']);
+    // ref2's lease came after cnikit indexed the directory: DEL still finds it.
+    expect(run('DEL', net.conf, 'ref2').status).toBe(0);
+    expect(net.leases()).toEqual(['10.83.0.3']);
+    // The reference reads past cnikit's index and releases a cnikit lease; the
+    // index entry left behind is not trusted: the container can ADD again.
+    expect(run('DEL', ref, 'ours1', { binary: join(REFERENCE_BIN, 'host-local') }).status).toBe(0);
+    expect(net.leases()).toEqual([]);
+    expect(run('ADD', net.conf, 'ours1').status).toBe(0);
+    expect(run('ADD', net.conf, 'ours1').out!.msg).toMatch(/already leased to ours1/);
+  });
+
+  it('a directory written before the owner index existed: a second ADD is still refused, DEL still releases', () => {
+    const net = network({ ranges: [[{ subnet: '10.84.0.0/24' }]] });
+    mkdirSync(net.dir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(net.dir, '10.84.0.9'), 'old1\r\neth0', { mode: 0o600 });
+    expect(run('ADD', net.conf, 'old1').out!.msg).toMatch(/10\.84\.0\.9 is already leased to old1/);
+    expect(run('ADD', net.conf, 'new1').out!.ips![0]!.address).toBe('10.84.0.2/24');
+    expect(run('DEL', net.conf, 'old1').status).toBe(0);
+    expect(net.leases()).toEqual(['10.84.0.2']);
   });
 });
 

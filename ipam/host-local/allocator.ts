@@ -4,15 +4,11 @@
 import { CniError, ErrorCode } from '../../lib/skel/index.ts';
 import { type IPAddr, addToIP, compareIP, equalIP, formatIP } from '../../lib/ip/index.ts';
 import { type RangeSet, type Range, type HostLocalConfig, rangeFor, placeRequested, rangeSetText } from './config.ts';
-import type { LeaseStore, Owner, Lease } from './store.ts';
+import { ownedBy, type LeaseStore, type Owner, type Lease } from './store.ts';
 
 export interface Allocation {
   ip: IPAddr;
   range: Range;
-}
-
-function sameOwner(l: Owner, o: Owner): boolean {
-  return l.containerId === o.containerId && (l.ifname === o.ifname || l.ifname === '');
 }
 
 /** Every address of a set once, starting after `after` when it is in the set, wrapping around. */
@@ -34,33 +30,29 @@ function* candidates(set: RangeSet, after: IPAddr | undefined): Generator<{ ip: 
   }
 }
 
-function leasedBy(leases: Lease[], ip: IPAddr): Lease | undefined {
-  return leases.find((l) => equalIP(l.ip, ip));
-}
-
 /**
  * Allocates for owner from every range set; all or nothing. Must run inside
  * store.locked().
  */
 export function allocate(store: LeaseStore, conf: HostLocalConfig, owner: Owner): Allocation[] {
-  const leases = store.leases();
   const wanted = new Map<number, { ip: IPAddr; range: Range }>();
   for (const ip of conf.requested) {
     const placed = placeRequested(conf.rangeSets, ip);
     if (wanted.has(placed.set)) {
       throw new CniError(ErrorCode.InvalidConfig, `two requested addresses (${formatIP(wanted.get(placed.set)!.ip)}, ${formatIP(ip)}) fall in one range set; each set gives one address`);
     }
-    const holder = leasedBy(leases, ip);
+    const holder = store.leaseAt(ip);
     if (holder) {
       throw new CniError(ErrorCode.AddressInUse, `requested address ${formatIP(ip)} is already leased to container ${holder.containerId}${holder.ifname ? ` (${holder.ifname})` : ''}`);
     }
     wanted.set(placed.set, { ip, range: placed.range });
   }
 
+  const owned = store.leasesOf(owner);
   const made: Allocation[] = [];
   try {
     conf.rangeSets.forEach((set, i) => {
-      const mine = leases.find((l) => sameOwner(l, owner) && rangeFor(set, l.ip));
+      const mine = owned.find((l) => rangeFor(set, l.ip));
       if (mine) {
         throw new CniError(ErrorCode.InvalidConfig, `${formatIP(mine.ip)} is already leased to ${owner.containerId} (${owner.ifname}) in range set ${rangeSetText(set)}; a second ADD needs a DEL first`);
       }
@@ -70,9 +62,8 @@ export function allocate(store: LeaseStore, conf: HostLocalConfig, owner: Owner)
         made.push(asked);
         return;
       }
-      const taken = new Set(leases.map((l) => `${l.ip.family}/${l.ip.value}`));
       for (const c of candidates(set, store.lastReserved(i))) {
-        if (equalIP(c.ip, c.range.gateway) || taken.has(`${c.ip.family}/${c.ip.value}`)) continue;
+        if (equalIP(c.ip, c.range.gateway)) continue;
         if (store.reserve(c.ip, owner, i)) {
           made.push(c);
           return;
@@ -81,7 +72,7 @@ export function allocate(store: LeaseStore, conf: HostLocalConfig, owner: Owner)
       throw new CniError(ErrorCode.RangeExhausted, `no free address left in range set ${rangeSetText(set)} of network ${conf.network}`);
     });
   } catch (e) {
-    for (const a of made) store.release(a.ip);
+    for (const a of made) store.release({ ip: a.ip, ...owner });
     throw e;
   }
   return made;
@@ -89,14 +80,9 @@ export function allocate(store: LeaseStore, conf: HostLocalConfig, owner: Owner)
 
 /** Removes the owner's leases; returns how many. */
 export function release(store: LeaseStore, owner: Owner): number {
-  let n = 0;
-  for (const l of store.leases()) {
-    if (sameOwner(l, owner)) {
-      store.release(l.ip);
-      n++;
-    }
-  }
-  return n;
+  const mine = store.leasesOf(owner, true);
+  for (const l of mine) store.release(l);
+  return mine.length;
 }
 
 /** Removes every lease whose owner is not in keep; returns the removed leases. */
@@ -107,7 +93,7 @@ export function collectGarbage(store: LeaseStore, keep: Owner[]): Lease[] {
     if (valid.has(`${l.containerId}\0${l.ifname}`)) continue;
     // Old-format leases carry no ifname: keep them if the container is still there at all.
     if (l.ifname === '' && keep.some((o) => o.containerId === l.containerId)) continue;
-    store.release(l.ip);
+    store.release(l);
     removed.push(l);
   }
   return removed;

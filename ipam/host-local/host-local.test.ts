@@ -6,7 +6,7 @@ import { parseIP, formatIP, equalIP, type IPAddr } from '../../lib/ip/index.ts';
 import type { HostLocalConf } from '../../lib/spec/index.ts';
 import { loadConfig, canonicalRange, placeRequested } from './config.ts';
 import { allocate, release, collectGarbage } from './allocator.ts';
-import type { LeaseStore, Lease, Owner } from './store.ts';
+import { ownedBy, type LeaseStore, type Lease, type Owner } from './store.ts';
 import { parseResolvConf } from './resolv.ts';
 
 class MemoryStore implements LeaseStore {
@@ -18,6 +18,12 @@ class MemoryStore implements LeaseStore {
   leases(): Lease[] {
     return [...this.map.values()];
   }
+  leaseAt(ip: IPAddr): Lease | undefined {
+    return this.map.get(formatIP(ip));
+  }
+  leasesOf(owner: Owner): Lease[] {
+    return this.leases().filter((l) => ownedBy(l, owner));
+  }
   reserve(ip: IPAddr, owner: Owner, set: number): boolean {
     const k = formatIP(ip);
     if (this.map.has(k)) return false;
@@ -25,8 +31,8 @@ class MemoryStore implements LeaseStore {
     this.last.set(set, ip);
     return true;
   }
-  release(ip: IPAddr): void {
-    this.map.delete(formatIP(ip));
+  release(lease: Lease): void {
+    this.map.delete(formatIP(lease.ip));
   }
   lastReserved(set: number): IPAddr | undefined {
     return this.last.get(set);

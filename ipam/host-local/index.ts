@@ -6,7 +6,7 @@ import { validateHostLocalConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { formatIP } from '../../lib/ip/index.ts';
 import { loadConfig } from './config.ts';
-import { DiskStore } from './store.ts';
+import { DiskStore, ownedBy } from './store.ts';
 import { allocate, release, collectGarbage } from './allocator.ts';
 import { readResolvConf } from './resolv.ts';
 
@@ -39,7 +39,7 @@ function check(ctx: Context<HostLocalConf>): void {
   const conf = loadConfig(ctx.conf, ctx.inv);
   const store = new DiskStore(conf.dataDir, conf.network);
   const o = owner(ctx);
-  const mine = store.exists() ? store.leases().filter((l) => l.containerId === o.containerId && (l.ifname === o.ifname || l.ifname === '')) : [];
+  const mine = store.exists() ? store.leases().filter((l) => ownedBy(l, o)) : [];
   if (mine.length === 0) {
     throw new CniError(ErrorCode.CheckFailed, `no address is leased to container ${o.containerId} (${o.ifname}) on network ${conf.network}`);
   }
@@ -49,7 +49,10 @@ function gc(ctx: Context<HostLocalConf>, valid: Attachment[]): void {
   const conf = loadConfig(ctx.conf, ctx.inv);
   const store = new DiskStore(conf.dataDir, conf.network);
   if (!store.exists()) return;
-  const removed = store.locked(() => collectGarbage(store, valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }))));
+  const removed = store.locked(() => {
+    store.sweepTemporaries();
+    return collectGarbage(store, valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname })));
+  });
   for (const l of removed) ctx.log.info({ ip: formatIP(l.ip), containerId: l.containerId, ifname: l.ifname }, 'gc: released a stale lease');
 }
 

@@ -2,6 +2,14 @@
 // between it and cnikit: `<dataDir>/<network>/<ip>` holds
 // "containerID\r\nifname", `last_reserved_ip.<set>` the last address handed
 // out, and the directory itself is what flock(2) locks.
+//
+// Finding a container's leases in that layout means reading every lease file
+// (the reference does, on every ADD and DEL), which grows with the host. So
+// cnikit also keeps an index, `.cnikit-owners/<hash of owner>` holding the
+// owner's addresses. The reference's scans read those files too but never
+// match them (they hold addresses, not owners). Every index hit is checked
+// against the lease file itself; a DEL that finds nothing in the index still
+// scans, so leases the reference (or an older cnikit) wrote are released.
 import {
   openSync, closeSync, readdirSync, writeSync, linkSync, rmSync, mkdirSync, statSync,
 } from 'node:fs';
@@ -13,6 +21,9 @@ import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
 const LAST_RESERVED = 'last_reserved_ip.';
 const TMP = '.tmp-';
 const LINE_BREAK = '\r\n';
+const INDEX = '.cnikit-owners';
+// Written once the index covers every lease of the directory.
+const INDEX_COMPLETE = '.complete';
 
 export interface Owner {
   containerId: string;
@@ -27,11 +38,21 @@ export interface Lease extends Owner {
 export interface LeaseStore {
   /** Runs fn holding the store's exclusive lock. */
   locked<T>(fn: () => T): T;
+  /** Every lease (GC, CHECK). */
   leases(): Lease[];
+  /** The lease of one address. */
+  leaseAt(ip: IPAddr): Lease | undefined;
+  /** The owner's leases; `exhaustive` also looks where an index could have missed them. */
+  leasesOf(owner: Owner, exhaustive?: boolean): Lease[];
   /** Creates the lease; false when the address is already leased. */
   reserve(ip: IPAddr, owner: Owner, rangeSet: number): boolean;
-  release(ip: IPAddr): void;
+  release(lease: Lease): void;
   lastReserved(rangeSet: number): IPAddr | undefined;
+}
+
+/** Whether a lease belongs to owner (files of old reference versions hold no ifname). */
+export function ownedBy(l: Owner, o: Owner): boolean {
+  return l.containerId === o.containerId && (l.ifname === o.ifname || l.ifname === '');
 }
 
 function parseOwner(text: string): Owner {
@@ -62,16 +83,63 @@ export class DiskStore implements LeaseStore {
     const fd = openSync(this.dir, 'r');
     try {
       sys.flock(fd, LOCK_EX);
-      this.sweepTemporaries();
       return fn();
     } finally {
       closeSync(fd);
     }
   }
 
-  /** Temporary files left by a writer that died: under the lock nobody else is writing. */
-  private sweepTemporaries(): void {
+  /** Temporary files left by a writer that died; under the lock (GC), nobody else is writing. */
+  sweepTemporaries(): void {
     for (const name of readdirSync(this.dir)) if (name.startsWith(TMP)) rmSync(join(this.dir, name), { force: true });
+  }
+
+  leaseAt(ip: IPAddr): Lease | undefined {
+    const text = readFileIfExists(join(this.dir, formatIP(ip)));
+    return text === undefined ? undefined : { ip, ...parseOwner(text) };
+  }
+
+  private indexPath(owner: Owner): string {
+    return join(this.dir, INDEX, sys.sha256hex(`${owner.containerId}\0${owner.ifname}`).slice(0, 32));
+  }
+
+  private indexed(owner: Owner): IPAddr[] {
+    const text = readFileIfExists(this.indexPath(owner)) ?? '';
+    return text.split('\n').flatMap((l) => tryParseIP(l.trim()) ?? []);
+  }
+
+  private writeIndex(owner: Owner, ips: IPAddr[]): void {
+    if (ips.length === 0) rmSync(this.indexPath(owner), { force: true });
+    else writeFileAtomic(this.indexPath(owner), ips.map(formatIP).join('\n'));
+  }
+
+  /** Builds the index from a scan, once per directory (it then stays complete). Under the lock. */
+  private ensureIndex(): void {
+    const marker = join(this.dir, INDEX, INDEX_COMPLETE);
+    if (readFileIfExists(marker) !== undefined) return;
+    const byOwner = new Map<string, { owner: Owner; ips: IPAddr[] }>();
+    for (const l of this.leases()) {
+      const k = `${l.containerId}\0${l.ifname}`;
+      const e = byOwner.get(k) ?? byOwner.set(k, { owner: { containerId: l.containerId, ifname: l.ifname }, ips: [] }).get(k)!;
+      e.ips.push(l.ip);
+    }
+    for (const e of byOwner.values()) this.writeIndex(e.owner, e.ips);
+    writeFileAtomic(marker, '');
+  }
+
+  leasesOf(owner: Owner, exhaustive = false): Lease[] {
+    this.ensureIndex();
+    // An old-format lease (no ifname) is indexed under the container ID alone.
+    const keys = owner.ifname === '' ? [owner] : [owner, { containerId: owner.containerId, ifname: '' }];
+    const found: Lease[] = [];
+    for (const k of keys) {
+      for (const ip of this.indexed(k)) {
+        const l = this.leaseAt(ip);
+        if (l && ownedBy(l, owner)) found.push(l);
+      }
+    }
+    if (found.length > 0 || !exhaustive) return found;
+    return this.leases().filter((l) => ownedBy(l, owner));
   }
 
   leases(): Lease[] {
@@ -86,6 +154,9 @@ export class DiskStore implements LeaseStore {
   }
 
   reserve(ip: IPAddr, owner: Owner, rangeSet: number): boolean {
+    const path = join(this.dir, formatIP(ip));
+    // The common case for a taken candidate, without writing a file first.
+    if (readFileIfExists(path) !== undefined) return false;
     // Written whole to a temporary file, then hard-linked into place: link(2)
     // fails if the lease exists, and a crash never leaves a half-written lease.
     const tmp = join(this.dir, `${TMP}${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
@@ -96,7 +167,7 @@ export class DiskStore implements LeaseStore {
       closeSync(fd);
     }
     try {
-      linkSync(tmp, join(this.dir, formatIP(ip)));
+      linkSync(tmp, path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw e;
@@ -104,11 +175,16 @@ export class DiskStore implements LeaseStore {
       rmSync(tmp, { force: true });
     }
     writeFileAtomic(join(this.dir, `${LAST_RESERVED}${rangeSet}`), formatIP(ip));
+    this.ensureIndex();
+    this.writeIndex(owner, [...this.indexed(owner).filter((a) => formatIP(a) !== formatIP(ip)), ip]);
     return true;
   }
 
-  release(ip: IPAddr): void {
-    rmSync(join(this.dir, formatIP(ip)), { force: true });
+  release(lease: Lease): void {
+    rmSync(join(this.dir, formatIP(lease.ip)), { force: true });
+    const owner = { containerId: lease.containerId, ifname: lease.ifname };
+    const rest = this.indexed(owner).filter((a) => formatIP(a) !== formatIP(lease.ip));
+    this.writeIndex(owner, rest);
   }
 
   lastReserved(rangeSet: number): IPAddr | undefined {
