@@ -217,6 +217,7 @@ describe('host-local under concurrency and crashes', () => {
     expect(run('ADD', net.conf, 'after').status).toBe(0);
     for (const f of net.leases()) expect(readFileSync(join(net.dir, f), 'utf8')).toMatch(/^(k\d+|after)\r\neth0$/);
     expect(readdirSync(net.dir).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+    expect(readdirSync(join(net.dir, '.cnikit-tmp'))).toEqual([]);
     const ids = net.leases().map((f) => readFileSync(join(net.dir, f), 'utf8'));
     expect(new Set(ids).size).toBe(ids.length);
   });

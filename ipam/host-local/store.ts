@@ -11,7 +11,7 @@
 // against the lease file itself; a DEL that finds nothing in the index still
 // scans, so leases the reference (or an older cnikit) wrote are released.
 import {
-  openSync, closeSync, readdirSync, writeSync, linkSync, rmSync, mkdirSync, statSync,
+  openSync, closeSync, readdirSync, writeSync, linkSync, rmSync, mkdirSync, statSync, renameSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { sys, LOCK_EX } from '../../lib/sys/index.ts';
@@ -20,6 +20,9 @@ import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
 
 const LAST_RESERVED = 'last_reserved_ip.';
 const TMP = '.tmp-';
+// Temporaries live apart, so sweeping what a killed writer left is cheap on
+// every locked operation (link(2) and rename(2) work across directories).
+const TMP_DIR = '.cnikit-tmp';
 const LINE_BREAK = '\r\n';
 const INDEX = '.cnikit-owners';
 // Written once the index covers every lease of the directory.
@@ -79,19 +82,33 @@ export class DiskStore implements LeaseStore {
   }
 
   locked<T>(fn: () => T): T {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    mkdirSync(join(this.dir, TMP_DIR), { recursive: true, mode: 0o700 });
+    mkdirSync(join(this.dir, INDEX), { recursive: true, mode: 0o700 });
     const fd = openSync(this.dir, 'r');
     try {
       sys.flock(fd, LOCK_EX);
+      // Under the lock nobody else is writing: what is here, a killed writer left.
+      for (const name of readdirSync(join(this.dir, TMP_DIR))) rmSync(join(this.dir, TMP_DIR, name), { force: true });
       return fn();
     } finally {
       closeSync(fd);
     }
   }
 
-  /** Temporary files left by a writer that died; under the lock (GC), nobody else is writing. */
+  /** Temporaries of older versions, in the lease directory itself (GC, under the lock). */
   sweepTemporaries(): void {
     for (const name of readdirSync(this.dir)) if (name.startsWith(TMP)) rmSync(join(this.dir, name), { force: true });
+  }
+
+  private writeTemporary(text: string): string {
+    const tmp = join(this.dir, TMP_DIR, `${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, text);
+    } finally {
+      closeSync(fd);
+    }
+    return tmp;
   }
 
   leaseAt(ip: IPAddr): Lease | undefined {
@@ -110,7 +127,7 @@ export class DiskStore implements LeaseStore {
 
   private writeIndex(owner: Owner, ips: IPAddr[]): void {
     if (ips.length === 0) rmSync(this.indexPath(owner), { force: true });
-    else writeFileAtomic(this.indexPath(owner), ips.map(formatIP).join('\n'));
+    else renameSync(this.writeTemporary(ips.map(formatIP).join('\n')), this.indexPath(owner));
   }
 
   /** Builds the index from a scan, once per directory (it then stays complete). Under the lock. */
@@ -124,7 +141,7 @@ export class DiskStore implements LeaseStore {
       e.ips.push(l.ip);
     }
     for (const e of byOwner.values()) this.writeIndex(e.owner, e.ips);
-    writeFileAtomic(marker, '');
+    renameSync(this.writeTemporary(''), marker);
   }
 
   leasesOf(owner: Owner, exhaustive = false): Lease[] {
@@ -159,13 +176,7 @@ export class DiskStore implements LeaseStore {
     if (readFileIfExists(path) !== undefined) return false;
     // Written whole to a temporary file, then hard-linked into place: link(2)
     // fails if the lease exists, and a crash never leaves a half-written lease.
-    const tmp = join(this.dir, `${TMP}${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, `${owner.containerId}${LINE_BREAK}${owner.ifname}`);
-    } finally {
-      closeSync(fd);
-    }
+    const tmp = this.writeTemporary(`${owner.containerId}${LINE_BREAK}${owner.ifname}`);
     try {
       linkSync(tmp, path);
     } catch (e) {
@@ -174,7 +185,7 @@ export class DiskStore implements LeaseStore {
     } finally {
       rmSync(tmp, { force: true });
     }
-    writeFileAtomic(join(this.dir, `${LAST_RESERVED}${rangeSet}`), formatIP(ip));
+    renameSync(this.writeTemporary(formatIP(ip)), join(this.dir, `${LAST_RESERVED}${rangeSet}`));
     this.ensureIndex();
     this.writeIndex(owner, [...this.indexed(owner).filter((a) => formatIP(a) !== formatIP(ip)), ip]);
     return true;
