@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
-import { bin, BIN } from './dist.ts';
+import { bin, BIN, REFERENCE_BIN } from './dist.ts';
 import { startPeerServer, tcpAsk, ping, addOutside } from './net.ts';
 import { validateResult } from '../lib/spec/validators.gen.js';
 
@@ -191,6 +191,24 @@ describe.each(BACKENDS)('bridge with %s masquerade', (backend) => {
     expect(call(net, 'DEL', b.netns, b.id).status).toBe(0);
     expectNothingLeft(net, b);
     expect(call(net, 'DEL', undefined, b.id).status).toBe(0);
+  });
+});
+
+describe('bridge after an upgrade from the reference plugins', () => {
+  it("DEL removes an attachment the reference bridge made: its veth pair (another host name) and its lease", () => {
+    const net = network({ subnet: '10.119.0.0/24' });
+    const conf = { ...net.conf, cniVersion: '1.0.0', ipMasq: false };
+    const netns = lab.container();
+    const ref = lab.plugin(join(REFERENCE_BIN, 'bridge'), { command: 'ADD', containerId: 'upg1', netns, ifname: 'eth0', path: REFERENCE_BIN, config: conf });
+    expect(ref.status).toBe(0);
+    expect(hostVeths()).toHaveLength(1);
+    expect(leases(net)).toHaveLength(1);
+    const del = lab.plugin(bin('bridge'), { command: 'DEL', containerId: 'upg1', netns, ifname: 'eth0', path: BIN, config: conf });
+    expect(del.status).toBe(0);
+    expect(hostVeths()).toEqual([]);
+    expect(lab.exec('ip', ['link', 'show', 'eth0'], { netns }).status).not.toBe(0);
+    expect(leases(net)).toEqual([]);
+    lab.ip(['link', 'del', net.bridge]);
   });
 });
 

@@ -161,9 +161,10 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 /** Removes the links, rules and record of one attachment; each part succeeds when already gone. */
 function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: AttachmentStore<AttachmentRecord>): void {
   const hostName = record?.hostVeth ?? hostVethName(key.network, key.containerId, key.ifname);
-  Netlink.with((nl) => deletePair(nl, hostName));
+  const deleted = Netlink.with((nl) => deletePair(nl, hostName));
   if (record?.spoofCheckMac) delMacSpoofCheck(hostName, record.spoofCheckMac);
-  if (netns) {
+  // Deleting our host end took the container end with it.
+  if (netns && !deleted) {
     try {
       // A pair made by another plugin (e.g. the reference bridge before an upgrade) has another host name.
       Netlink.inNetns(netns, (nl) => {
