@@ -85,6 +85,44 @@ function supports(ctx: Ctx, role: Role, version: string): boolean {
   return v.supportedVersions?.includes(version) ?? false;
 }
 
+/**
+ * The versions whose result shape the suite knows: as a runtime it can speak
+ * no others, whatever a configuration or a plugin offers (libcni likewise
+ * drops cniVersions above its own).
+ */
+const RUNTIME_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+
+function compareVersions(a: string, b: string): number {
+  const [x, y] = [a, b].map((v) => v.split('.').map(Number));
+  for (let i = 0; i < 3; i++) if (x![i] !== y![i]) return (x![i] ?? 0) - (y![i] ?? 0);
+  return 0;
+}
+
+/** VERSION as libcni asks it (in its own version), and the plugin's supportedVersions. */
+function supportedVersions(ctx: Ctx, role: Role): string[] {
+  const r = ctx.lab.plugin(ctx.name(role), { command: 'VERSION', config: { cniVersion: '1.1.0' } });
+  ok(r, `${role} VERSION`);
+  const v = json(r, `${role} VERSION`).supportedVersions;
+  check(Array.isArray(v) && v.every((x) => typeof x === 'string'), `${role} VERSION: no supportedVersions list`);
+  return v as string[];
+}
+
+type AnyResult = { cniVersion?: unknown; interfaces?: unknown[]; ips?: { address?: unknown; version?: unknown; interface?: unknown }[] };
+
+/** An ADD result is labelled with `version` and has its shape: ips[].version exists before 1.0.0 only. */
+function resultShape(r: AnyResult, version: string, what: string): void {
+  check(r.cniVersion === version, `${what}: result cniVersion ${JSON.stringify(r.cniVersion)}, expected ${version}`);
+  const old = compareVersions(version, '1.0.0') < 0;
+  // Go results leave out an empty ips list, so a missing one is no fault.
+  check(r.ips === undefined || Array.isArray(r.ips), `${what}: ips is not a list`);
+  for (const ip of r.ips ?? []) {
+    check(typeof ip.address === 'string' && ip.address.includes('/'), `${what}: ips[].address ${JSON.stringify(ip.address)} is not CIDR`);
+    if (old) check(ip.version === (ip.address.includes(':') ? '6' : '4'), `${what}: a ${version} result needs ips[].version ("4" or "6"), got ${JSON.stringify(ip.version)} for ${ip.address}`);
+    else check(ip.version === undefined, `${what}: a ${version} result has no ips[].version, got ${JSON.stringify(ip.version)}`);
+    if (ip.interface !== undefined) check(typeof ip.interface === 'number' && ip.interface < (r.interfaces?.length ?? 0), `${what}: ips[].interface ${JSON.stringify(ip.interface)} is not an index into interfaces`);
+  }
+}
+
 /** A TCP listener in the container that accepts one connection (busybox nc). */
 function reachable(ctx: Ctx, netns: string, port: number, target: string, targetPort: number, from?: string): boolean {
   const client = `timeout 2 nsenter --net=${from ?? ctx.lab.hostPath} bash -c 'exec 3<>/dev/tcp/${target}/${targetPort} && echo connected'`;
@@ -342,6 +380,90 @@ export const CASES: Case[] = [
       const v = json(r, 'VERSION') as { cniVersion?: string; supportedVersions?: string[] };
       check(Array.isArray(v.supportedVersions) && v.supportedVersions.includes('1.0.0'), `supportedVersions lacks 1.0.0: ${JSON.stringify(v.supportedVersions)}`);
       check(v.supportedVersions.includes('0.4.0') && v.supportedVersions.includes('0.3.1'), 'supportedVersions lacks 0.4.0 or 0.3.1');
+    },
+  },
+  {
+    id: 'version-negotiate',
+    section: 'SPEC §1 Version considerations, §3 request configuration',
+    title: 'negotiated as a runtime does: the highest of cniVersion ∪ cniVersions that every plugin of the chain supports (9.9.9 is no one\'s); ADD answers in it with its shape, DEL succeeds in it',
+    run(ctx) {
+      const chain: Role[] = ['bridge', 'ipam', ...(ctx.names.portmap ? (['portmap'] as const) : [])];
+      const list = { cniVersion: '0.4.0', cniVersions: ['0.3.1', '1.0.0', '1.1.0', '9.9.9'] };
+      const spoken = chain.map((role) => supportedVersions(ctx, role));
+      const common = [list.cniVersion, ...list.cniVersions].filter((v) => RUNTIME_VERSIONS.includes(v) && spoken.every((s) => s.includes(v)));
+      check(common.length > 0, `no version of ${JSON.stringify(list)} is supported by all of ${chain.join(', ')}`);
+      const version = common.sort(compareVersions).at(-1)!;
+      const before = hostVeths(ctx).length;
+      // What libcni hands each plugin: its own object with name and the
+      // selected cniVersion inserted; cniVersions, a key of the list, stays behind.
+      const a = addBridge(ctx, version);
+      resultShape(a.result, version, `bridge ADD in ${version}`);
+      let final: AnyResult = a.result;
+      const pm = ctx.names.portmap ? { cniVersion: version, name: 'conformance', type: ctx.names.portmap } : undefined;
+      if (pm) {
+        const r = ctx.lab.plugin(pm.type, { command: 'ADD', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...pm, prevResult: a.result } });
+        ok(r, `portmap ADD in ${version}`);
+        final = json(r, `portmap ADD in ${version}`);
+        resultShape(final, version, `portmap ADD in ${version}`);
+      }
+      // DEL runs the chain backwards, each plugin given the chain's last result.
+      if (pm) ok(ctx.lab.plugin(pm.type, { command: 'DEL', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...pm, prevResult: final } }), `portmap DEL in ${version}`);
+      ok(ctx.lab.plugin(ctx.name('bridge'), { command: 'DEL', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...a.conf, prevResult: final } }), `bridge DEL in ${version}`);
+      check(hostVeths(ctx).length === before, `DEL in ${version} left a host veth`);
+    },
+  },
+  {
+    id: 'version-not-from-cniversions',
+    section: 'SPEC §1 Version considerations, §5 ADD Success',
+    title: 'a config that also carries cniVersions (a higher version it speaks, and 9.9.9) is accepted and answered in its cniVersion: choosing is the runtime\'s',
+    run(ctx) {
+      const spoken = supportedVersions(ctx, 'loopback').filter((v) => RUNTIME_VERSIONS.includes(v)).sort(compareVersions);
+      if (spoken.length < 2) throw new CaseSkip('the loopback plugin speaks one version: there is nothing to choose from');
+      const given = spoken.at(-2)!;
+      const conf = { ...lo(given), cniVersions: [...spoken.filter((v) => compareVersions(v, given) >= 0), '9.9.9'] };
+      const netns = ctx.lab.container();
+      const id = cid();
+      const what = `ADD with cniVersion ${given} and cniVersions ${conf.cniVersions.join(', ')}`;
+      const r = ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: id, netns, ifname: 'lo', config: conf });
+      ok(r, what);
+      const result = json(r, what);
+      check(result.cniVersion === given, `${what}: answered in ${JSON.stringify(result.cniVersion)}`);
+      ok(ctx.lab.plugin(ctx.name('loopback'), { command: 'DEL', containerId: id, netns, ifname: 'lo', config: { ...conf, prevResult: result } }), `DEL in ${given} with cniVersions`);
+    },
+  },
+  {
+    id: 'loopback-result-040',
+    section: 'SPEC §5 result versions (0.4.0 ips[].version)',
+    title: 'loopback ADD with a 0.4.0 config prints the 0.4.0 shape (ips[].version)',
+    run(ctx) {
+      if (!supports(ctx, 'loopback', '0.4.0')) throw new CaseSkip('the loopback plugin does not speak 0.4.0');
+      const r = ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns: ctx.lab.container(), ifname: 'lo', config: lo('0.4.0') });
+      ok(r, 'loopback ADD in 0.4.0');
+      resultShape(json(r, 'loopback ADD in 0.4.0'), '0.4.0', 'loopback ADD in 0.4.0');
+    },
+  },
+  {
+    id: 'error-version',
+    section: 'SPEC §5 Error',
+    title: "an error object's cniVersion is the protocol version in use, the input's: for a bad config and for a bad environment",
+    run(ctx) {
+      const spoken = supportedVersions(ctx, 'loopback');
+      const versions = ['0.4.0', '1.0.0'].filter((v) => spoken.includes(v));
+      if (versions.length === 0) throw new CaseSkip('the loopback plugin speaks neither 0.4.0 nor 1.0.0');
+      const netns = ctx.lab.container();
+      for (const v of versions) {
+        const tries: [string, ExecResult][] = [
+          ['a config without a name', ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', containerId: cid(), netns, ifname: 'lo', config: { cniVersion: v, type: 'loopback' } })],
+          ['ADD without CNI_CONTAINERID', ctx.lab.plugin(ctx.name('loopback'), { command: 'ADD', netns, ifname: 'lo', config: lo(v) })],
+        ];
+        for (const [what, r] of tries) {
+          check(r.status !== 0, `${what} (cniVersion ${v}) succeeded`);
+          const e = json(r, what);
+          // The spec lists the key under "should"; leaving it out (the
+          // reference's Go types.Error has none) is allowed, a wrong one is not.
+          if (e.cniVersion !== undefined) check(e.cniVersion === v, `${what}: the error says cniVersion ${JSON.stringify(e.cniVersion)} to a ${v} input`);
+        }
+      }
     },
   },
   {

@@ -63,6 +63,20 @@ describe('the conformance suite', () => {
     expect(r.stdout).toMatch(/a host veth is left/);
   });
 
+  it('catches a loopback that picks the highest of cniVersions instead of answering in cniVersion', () => {
+    // Rewrites cniVersion to the highest version of cniVersions that cnikit
+    // speaks, then hands the config to the real loopback; other input is passed on as it is.
+    const js = 'let c; try { c = JSON.parse(process.argv[1]); } catch { c = undefined; }'
+      + ' if (c && Array.isArray(c.cniVersions)) { const vs = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].filter((v) => c.cniVersions.includes(v)); if (vs.length > 0) c.cniVersion = vs[vs.length - 1]; }'
+      + ' process.stdout.write(c === undefined ? process.argv[1] : JSON.stringify(c));';
+    const dir = brokenDir('loopback', `input=$(cat)\ninput=$(${process.execPath} -e '${js}' "$input")\nexec ${join(BIN, 'loopback')} <<<"$input"`);
+    const r = conformance(['--plugins', dir, '--case', 'version-not-from-cniversions', '--case', 'loopback-add', '--case', 'loopback-result-040']);
+    expect(failed(r.stdout)).toEqual(['version-not-from-cniversions']);
+    expect(r.stdout).toMatch(/version-not-from-cniversions .*ADD with cniVersion 1\.0\.0 and cniVersions 1\.0\.0, 1\.1\.0, 9\.9\.9: answered in "1\.1\.0"/);
+    expect(r.stdout).toMatch(/^2 passed, 1 failed, 0 skipped$/m);
+    expect(r.status).toBe(1);
+  });
+
   it('skips the cases of a plugin role that is not given', () => {
     const r = conformance(['--plugins', BIN]);
     expect(r.stdout).toMatch(/bridge-result \| .* \| skip \(no bridge plugin given\)/);

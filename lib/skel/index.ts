@@ -9,7 +9,7 @@ import { assertNetns, isCurrentNetns, NetnsError } from '../netns/index.ts';
 import { openLogger, type Logger } from '../log/index.ts';
 import { CniError, ErrorCode } from './errors.ts';
 import { readInvocation, type Invocation, type Command } from './env.ts';
-import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, requireSupported } from './version.ts';
+import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, isSupported, requireSupported } from './version.ts';
 import { convertResult, toCurrent, type AnyResult } from './result.ts';
 
 export { CniError, ErrorCode } from './errors.ts';
@@ -78,6 +78,16 @@ function decode(stdin: string): Record<string, unknown> {
   return conf as Record<string, unknown>;
 }
 
+/** The input's cniVersion if it is one this suite speaks; no error for anything else, decoding reports those. */
+function inputVersion(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
+    return typeof v === 'string' && isSupported(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function checkNetns(inv: Invocation, mode: 'container' | 'host'): void {
   try {
     assertNetns(inv.netns);
@@ -110,8 +120,11 @@ function liftPrevResult(raw: unknown, version: string): Result {
 }
 
 async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: Io, state: { version: string }): Promise<void> {
-  const inv = readInvocation(io.env);
+  // stdin first: an error about the environment is still answered in the
+  // input's protocol version (SPEC §5 Error), which only stdin tells.
   const stdin = io.readStdin();
+  state.version = inputVersion(stdin) ?? state.version;
+  const inv = readInvocation(io.env);
 
   if (inv.command === 'VERSION') {
     const asked = stdin.trim() === '' ? LATEST_VERSION : decode(stdin).cniVersion;

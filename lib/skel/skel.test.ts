@@ -114,6 +114,11 @@ describe('runPlugin', () => {
     expect(await runPlugin(plugin, i)).toBe(1);
     expect(JSON.parse(i.out[0]!)).toEqual({ cniVersion: '0.4.0', code: 999, msg: 'boom' });
   });
+  it("an error about the environment is answered in the input's version", async () => {
+    const i = io({ CNI_COMMAND: 'ADD', CNI_IFNAME: 'eth0', CNI_PATH: '/x', CNI_NETNS: '/proc/self/ns/net' }, conf);
+    expect(await runPlugin(plugin, i)).toBe(1);
+    expect(JSON.parse(i.out[0]!)).toMatchObject({ cniVersion: '0.4.0', code: 4 });
+  });
   it('a CniError keeps its code', async () => {
     const i = io({ CNI_COMMAND: 'STATUS' }, JSON.stringify({ cniVersion: '1.1.0', name: 'n', type: 'fake' }));
     expect(await runPlugin(plugin, i)).toBe(1);
