@@ -51,10 +51,10 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Exec a plugin as a runtime does; throws on a non-zero exit. */
-export function execPlugin(binary: string, env: Record<string, string>, stdin: string): ExecResult {
-  const r = spawnSync(binary, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, input: stdin, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${binary} ${env.CNI_COMMAND}: exit ${r.status}: ${r.stdout}${r.stderr}`);
+/** Exec a plugin as a runtime does (or netavark, which takes arguments too); throws on a non-zero exit. */
+export function execPlugin(binary: string, env: Record<string, string>, stdin: string, args: string[] = []): ExecResult {
+  const r = spawnSync(binary, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, input: stdin, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${binary} ${[...args, env.CNI_COMMAND ?? ''].join(' ')}: exit ${r.status}: ${r.stdout}${r.stderr}`);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -110,9 +110,16 @@ export function machine(): string {
 
 const f = (x: number) => x.toFixed(2);
 
-/** A markdown table of one comparison; ratio = cnikit median / reference median. */
-export function table(title: string, stats: Stats[], reference: string): string {
+/**
+ * A markdown table of one comparison; ratio = median / reference median.
+ * `also` names a second yardstick (e.g. netavark) that gets a ratio column
+ * of its own when it is among the stats, so both readings sit side by side.
+ */
+export function table(title: string, stats: Stats[], reference: string, also?: { name: string; label: string }): string {
+  const ratio = (s: Stats, to: Stats | undefined) => (to && s !== to ? `${f(s.median / to.median)}x` : '—');
   const ref = stats.find((s) => s.name === reference);
-  const rows = stats.map((s) => `| ${s.name} | ${s.n} | ${f(s.median)} | ${f(s.p95)} | ${f(s.min)} | ${ref && s !== ref ? `${f(s.median / ref.median)}x` : '—'} |`);
-  return [`### ${title}`, '', '| contender | n | median ms | p95 ms | min ms | ratio to reference |', '|---|---|---|---|---|---|', ...rows, ''].join('\n');
+  const other = also ? stats.find((s) => s.name === also.name) : undefined;
+  const head = ['contender', 'n', 'median ms', 'p95 ms', 'min ms', 'ratio to reference', ...(other && also ? [`ratio to ${also.label}`] : [])];
+  const rows = stats.map((s) => `| ${[s.name, s.n, f(s.median), f(s.p95), f(s.min), ratio(s, ref), ...(other ? [ratio(s, other)] : [])].join(' | ')} |`);
+  return [`### ${title}`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---|').join('')}`, ...rows, ''].join('\n');
 }

@@ -1,16 +1,23 @@
 // `npm run bench [-- suite...]`: cnikit against the reference plugins
-// (Debian containernetworking-plugins, /usr/lib/cni), side by side.
+// (Debian containernetworking-plugins, /usr/lib/cni), side by side, and
+// against netavark (Debian netavark, Podman's network backend) where it has
+// a like-for-like job: the full chain ADD/DEL, at scale and in parallel.
 import { existsSync, mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BenchLab, execPlugin, machine, measure, table } from './harness.ts';
+import { BenchLab, execPlugin, machine, measure, table, type Contender } from './harness.ts';
+import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
 const REF = '/usr/lib/cni';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
+/** Debian installs it off PATH, where Podman looks for it. */
+const NETAVARK = '/usr/lib/podman/netavark';
+const HAVE_NETAVARK = existsSync(NETAVARK);
 
 for (const p of [join(OURS, 'none'), join(REF, 'loopback')]) {
   if (!existsSync(p)) throw new Error(`${p} is missing (npm run build; apt-get install containernetworking-plugins)`);
@@ -27,7 +34,7 @@ function buildFloor(): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'floor.ts'), 'process.exit(0);\n');
   const out = join(dir, 'floor');
-  const r = spawnSync(process.execPath, ['build', '--compile', '--minify', '--bytecode', '--format=esm', join(dir, 'floor.ts'), '--outfile', out], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['build', ...COMPILE_FLAGS, join(dir, 'floor.ts'), '--outfile', out], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`building the floor program failed: ${r.stderr}`);
   return out;
 }
@@ -74,18 +81,67 @@ function chainConfs(c: ChainSpec) {
 }
 
 /**
+ * One contender's whole job of attaching a container to a bridge network
+ * with one published port, and detaching it, the way its runtime does it.
+ */
+abstract class Attacher<T> {
+  abstract readonly name: string;
+  abstract add(): T;
+  abstract del(c: T): void;
+
+  /** Attach one container for good (it makes the host "busy"); returns its undo. */
+  keep(): () => void {
+    const c = this.add();
+    return () => this.del(c);
+  }
+
+  contender(cmd: 'ADD' | 'DEL'): Contender {
+    let c: T | undefined;
+    const held = () => {
+      if (c === undefined) throw new Error(`${this.name}: no container from the ${cmd === 'ADD' ? 'run' : 'setup'}`);
+      return c;
+    };
+    return {
+      name: this.name,
+      setup: () => {
+        if (cmd === 'DEL') c = this.add();
+      },
+      run: () => {
+        if (cmd === 'ADD') c = this.add();
+        else this.del(held());
+      },
+      teardown: () => {
+        if (cmd === 'ADD') this.del(held());
+        c = undefined;
+      },
+    };
+  }
+}
+
+interface CniContainer {
+  netns: string;
+  id: string;
+  prev: unknown;
+  port: number;
+}
+
+/**
  * The whole chain, one exec per plugin as a runtime runs it: ADD bridge,
  * portmap, loopback; DEL in reverse with the cached result as prevResult.
- * Containers set up and left in place by `keep` make the host "busy".
  */
-class Chain {
+class Chain extends Attacher<CniContainer> {
   private n = 0;
   private readonly confs;
   constructor(private readonly lab: BenchLab, readonly spec: ChainSpec) {
+    super();
     this.confs = chainConfs(spec);
   }
 
-  add(): { netns: string; id: string; prev: unknown; port: number } {
+  get name(): string {
+    return this.spec.name;
+  }
+
+  add(): CniContainer {
     const netns = this.lab.container();
     const id = `bench-${this.spec.tag}-${this.n++}`;
     const port = 10000 + (this.n % 50000);
@@ -96,31 +152,132 @@ class Chain {
     return { netns, id, prev, port };
   }
 
-  del(c: { netns: string; id: string; prev: unknown; port: number }): void {
+  del(c: CniContainer): void {
     const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: c.id, CNI_NETNS: c.netns, CNI_IFNAME: ifname, CNI_PATH: this.spec.dir });
     execPlugin(join(this.spec.dir, 'loopback'), env('DEL', 'lo'), loConf);
     execPlugin(join(this.spec.dir, 'portmap'), env('DEL', 'eth0'), this.confs.portmap(c.prev, c.port));
     execPlugin(join(this.spec.dir, 'bridge'), env('DEL', 'eth0'), this.confs.bridge);
     this.lab.remove(c.netns);
   }
+}
 
-  contender(cmd: 'ADD' | 'DEL') {
-    let c: ReturnType<Chain['add']> | undefined;
-    return {
-      name: this.spec.name,
-      setup: () => {
-        if (cmd === 'DEL') c = this.add();
-      },
-      run: () => {
-        if (cmd === 'ADD') c = this.add();
-        else this.del(c!);
-      },
-      teardown: () => {
-        if (cmd === 'ADD') this.del(c!);
-      },
+const NETAVARK_NAME = 'netavark 1.4 (iptables, its default)';
+
+interface NetavarkContainer {
+  netns: string;
+  /** The network options JSON netavark was given; teardown takes the same. */
+  options: string;
+  ip: number;
+}
+
+/**
+ * Netavark's like-for-like job, as Podman execs it: `netavark --config DIR
+ * setup NETNS` with the container's network options on stdin (a bridge
+ * network with one subnet, DNS off, one TCP port mapping), and `teardown`
+ * with the same options. One setup does all the chain does: bridge, veth,
+ * addresses and routes, masquerade, the port's DNAT, and loopback up.
+ *
+ * Netavark has no IPAM of its own: Podman picks the address in its own
+ * process and passes it as a static IP, so here a counter picks it, untimed.
+ * Netavark deletes its bridge and network chains with the network's last
+ * container, where the CNI bridges stay; one container is kept attached
+ * from the start so every timed ADD/DEL finds the network as the CNI
+ * contenders find theirs, already there.
+ *
+ * Its firewall driver is left to its default (iptables in 1.4; NETAVARK_FW
+ * is not passed on). It runs from the lab host namespace like the plugins,
+ * so its rules, its bridge and its ip_forward sysctl live and die there.
+ */
+class Netavark extends Attacher<NetavarkContainer> {
+  readonly name = NETAVARK_NAME;
+  private n = 0;
+  private nextIp = 2;
+  private readonly freeIps: number[] = [];
+  readonly configDir: string;
+  private readonly netName: string;
+  private readonly network: object;
+  private readonly base: number;
+
+  constructor(private readonly lab: BenchLab, readonly tag: string, subnet: string) {
+    super();
+    this.configDir = join(benchDir, tag, 'netavark');
+    mkdirSync(this.configDir, { recursive: true });
+    const [addr = '', len = ''] = subnet.split('/');
+    this.base = addr.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+    this.netName = `bench-${tag}`;
+    this.network = {
+      name: this.netName,
+      // Podman's network IDs are 64 hex digits; netavark derives its chain names from them.
+      id: createHash('sha256').update(this.netName).digest('hex'),
+      driver: 'bridge',
+      network_interface: `bbr-${tag}`,
+      subnets: [{ subnet: `${addr}/${len}`, gateway: this.ip(1) }],
+      ipv6_enabled: false,
+      internal: false,
+      dns_enabled: false,
+      // "host-local" here means the caller assigned the address (static_ips).
+      ipam_options: { driver: 'host-local' },
     };
+    this.keep();
+  }
+
+  private ip(offset: number): string {
+    const v = this.base + offset;
+    return [24, 16, 8, 0].map((s) => (v >>> s) & 255).join('.');
+  }
+
+  /** An address no attached container holds, as Podman's IPAM would hand out. */
+  allocIp(): number {
+    return this.freeIps.pop() ?? this.nextIp++;
+  }
+
+  releaseIp(ip: number): void {
+    this.freeIps.push(ip);
+  }
+
+  options(id: string, ip: number, hostPort: number): string {
+    return JSON.stringify({
+      container_id: id,
+      container_name: id,
+      port_mappings: [{ host_ip: '', container_port: 80, host_port: hostPort, range: 1, protocol: 'tcp' }],
+      networks: { [this.netName]: { interface_name: 'eth0', static_ips: [this.ip(ip)] } },
+      network_info: { [this.netName]: this.network },
+    });
+  }
+
+  args(command: 'setup' | 'teardown', netns: string): string[] {
+    return ['--config', this.configDir, command, netns];
+  }
+
+  add(): NetavarkContainer {
+    const netns = this.lab.container();
+    const id = `bench-${this.tag}-${this.n++}`;
+    const ip = this.allocIp();
+    const options = this.options(id, ip, 10000 + (this.n % 50000));
+    execPlugin(NETAVARK, {}, options, this.args('setup', netns));
+    return { netns, options, ip };
+  }
+
+  del(c: NetavarkContainer): void {
+    execPlugin(NETAVARK, {}, c.options, this.args('teardown', c.netns));
+    this.releaseIp(c.ip);
+    this.lab.remove(c.netns);
   }
 }
+
+// One per run: its kept container and its address counter outlive a suite.
+let netavarkOnce: Netavark | undefined;
+function netavark(lab: BenchLab): Netavark[] {
+  if (!HAVE_NETAVARK) return [];
+  netavarkOnce ??= new Netavark(lab, 'nva', '10.203.0.0/16');
+  return [netavarkOnce];
+}
+
+const NETAVARK_NOTE = HAVE_NETAVARK
+  ? `${NETAVARK_NAME}: one \`netavark setup\` exec is its whole ADD (bridge, veth, addresses, masquerade, the port's DNAT, loopback up), \`teardown\` its DEL. ` +
+    'The address comes from its caller (Podman\'s IPAM, in Podman\'s process), not timed here; one container stays attached so its bridge and network chains already exist, as the CNI bridges do.\n'
+  : `netavark is not installed (${NETAVARK}; bash scripts/install-deps.sh): its rows are left out.\n`;
+const VS_NETAVARK = { name: NETAVARK_NAME, label: 'netavark' };
 
 const CHAINS: Omit<ChainSpec, 'dir'>[] = [
   { name: 'cnikit (nftables, its default)', tag: 'ckn', subnet: '10.200.0.0/16' },
@@ -131,6 +288,11 @@ const REF_CHAIN = 'reference (iptables, its default)';
 
 function chains(lab: BenchLab): Chain[] {
   return CHAINS.map((c) => new Chain(lab, { ...c, dir: c.tag === 'ref' ? REF : OURS }));
+}
+
+/** Every contender of the full-chain job: the CNI chains, then netavark if installed. */
+function attachers(lab: BenchLab): Attacher<unknown>[] {
+  return [...chains(lab), ...netavark(lab)];
 }
 
 /** `cnikit run -p … NAME` then `cnikit rm NAME`, with cnikit's plugins in-process or the reference's exec'd, same driver. */
@@ -210,14 +372,57 @@ function parallelContender(lab: BenchLab, spec: ChainSpec, cmd: 'ADD' | 'DEL') {
   };
 }
 
+/**
+ * 20 netavark setups (or teardowns) started at once. Netavark 1.4 cannot run
+ * beside itself ("iptables: Chain already exists", bridges vanishing under a
+ * concurrent setup), so Podman holds one lock file around every netavark exec
+ * (/run/lock/netavark.lock); here flock(1) holds one in the bench's temp dir
+ * the same way, and the batch's wall time is what a busy node would see.
+ */
+function netavarkParallel(lab: BenchLab, nv: Netavark, cmd: 'ADD' | 'DEL'): Contender {
+  const lock = join(nv.configDir, 'netavark.lock');
+  let batch = 0;
+  let jobs: { netns: string; ip: number; options: string }[] = [];
+  const runBatch = (command: 'setup' | 'teardown') => {
+    // JSON carries no single quote, so it goes on stdin as a quoted here-string.
+    const script = jobs.map((j, i) =>
+      `( flock ${lock} ${NETAVARK} ${nv.args(command, j.netns).join(' ')} <<<'${j.options}' >/dev/null ) || echo FAILED ${i} >&2 &`).join('\n') + '\nwait';
+    const r = spawnSync('bash', ['-c', script], { encoding: 'utf8' });
+    if (r.stderr.includes('FAILED')) throw new Error(`${nv.name}: parallel ${command} failed: ${r.stderr.slice(0, 300)}`);
+  };
+  return {
+    name: nv.name,
+    setup: () => {
+      batch++;
+      jobs = Array.from({ length: 20 }, (_, i) => {
+        const ip = nv.allocIp();
+        return { netns: lab.container(), ip, options: nv.options(`par-${nv.tag}-${batch}-${i}`, ip, 40000 + i) };
+      });
+      if (cmd === 'DEL') runBatch('setup');
+    },
+    run: () => runBatch(cmd === 'ADD' ? 'setup' : 'teardown'),
+    teardown: () => {
+      if (cmd === 'ADD') runBatch('teardown');
+      for (const j of jobs) {
+        nv.releaseIp(j.ip);
+        lab.remove(j.netns);
+      }
+      jobs = [];
+    },
+  };
+}
+
 const suites: Record<string, Suite> = {
   parallel: (lab) => {
     const specs = CHAINS.map((c) => ({ ...c, dir: c.tag === 'ref' ? REF : OURS }));
     const rounds = Math.max(3, Math.floor(ROUNDS / 5));
     const ref = 'reference (iptables, its default)';
+    const nv = netavark(lab);
+    const contenders = (cmd: 'ADD' | 'DEL') => [...specs.map((s) => parallelContender(lab, s, cmd)), ...nv.map((n) => netavarkParallel(lab, n, cmd))];
     return [
-      table('20 chains ADDed at once (wall time of the batch)', measure(specs.map((s) => parallelContender(lab, s, 'ADD')), rounds, 1), ref),
-      table('20 chains DELeted at once (wall time of the batch)', measure(specs.map((s) => parallelContender(lab, s, 'DEL')), rounds, 1), ref),
+      table('20 chains ADDed at once (wall time of the batch)', measure(contenders('ADD'), rounds, 1), ref, VS_NETAVARK),
+      table('20 chains DELeted at once (wall time of the batch)', measure(contenders('DEL'), rounds, 1), ref, VS_NETAVARK),
+      HAVE_NETAVARK ? `${NETAVARK_NAME}: 20 \`netavark setup\`/\`teardown\` execs started at once, each under one lock file as Podman runs them (netavark 1.4 fails beside itself: "iptables: Chain already exists"), so they run one after another.\n` : NETAVARK_NOTE,
     ].join('\n');
   },
   memory: (lab) => {
@@ -284,25 +489,27 @@ const suites: Record<string, Suite> = {
     return [table('loopback ADD (fresh namespace)', add, 'reference loopback'), table('loopback DEL', del, 'reference loopback')].join('\n');
   },
   chain: (lab) => {
-    const cs = chains(lab);
+    const cs = attachers(lab);
     return [
-      table('full chain ADD: bridge (+ host-local, ipMasq), portmap (1 port), loopback', measure(cs.map((c) => c.contender('ADD')), ROUNDS), REF_CHAIN),
-      table('full chain DEL: loopback, portmap, bridge (+ host-local)', measure(cs.map((c) => c.contender('DEL')), ROUNDS), REF_CHAIN),
+      table('full chain ADD: bridge (+ host-local, ipMasq), portmap (1 port), loopback', measure(cs.map((c) => c.contender('ADD')), ROUNDS), REF_CHAIN, VS_NETAVARK),
+      table('full chain DEL: loopback, portmap, bridge (+ host-local)', measure(cs.map((c) => c.contender('DEL')), ROUNDS), REF_CHAIN, VS_NETAVARK),
+      NETAVARK_NOTE,
     ].join('\n');
   },
   scale: (lab) => {
     // ADD/DEL of one more container with N already on the host, per contender.
-    const cs = chains(lab);
+    const cs = attachers(lab);
     const out: string[] = [];
-    const kept: { chain: Chain; c: ReturnType<Chain['add']> }[] = [];
+    const kept: (() => void)[] = [];
     let have = 0;
     for (const n of (process.env.BENCH_SCALE ?? '10,100').split(',').map(Number)) {
-      for (; have < n; have++) for (const chain of cs) kept.push({ chain, c: chain.add() });
+      for (; have < n; have++) for (const chain of cs) kept.push(chain.keep());
       const rounds = Math.max(5, Math.floor(ROUNDS / 4));
-      out.push(table(`chain ADD with ${n} containers on the host`, measure(cs.map((c) => c.contender('ADD')), rounds, 1), REF_CHAIN));
-      out.push(table(`chain DEL with ${n} containers on the host`, measure(cs.map((c) => c.contender('DEL')), rounds, 1), REF_CHAIN));
+      out.push(table(`chain ADD with ${n} containers on the host`, measure(cs.map((c) => c.contender('ADD')), rounds, 1), REF_CHAIN, VS_NETAVARK));
+      out.push(table(`chain DEL with ${n} containers on the host`, measure(cs.map((c) => c.contender('DEL')), rounds, 1), REF_CHAIN, VS_NETAVARK));
     }
-    for (const k of kept.reverse()) k.chain.del(k.c);
+    for (const undo of kept.reverse()) undo();
+    out.push(NETAVARK_NOTE);
     return out.join('\n');
   },
 };
@@ -315,7 +522,7 @@ try {
     if (!suite) throw new Error(`unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`);
     return suite(lab);
   }));
-  const report = `## cnikit vs reference plugins\n\nMachine: ${machine()}. ${ROUNDS} rounds, interleaved; run on ${new Date().toISOString().slice(0, 10)}.\n\n${out.join('\n')}\n`;
+  const report = `## cnikit vs reference plugins${HAVE_NETAVARK ? ' and netavark' : ''}\n\nMachine: ${machine()}. ${ROUNDS} rounds, interleaved; run on ${new Date().toISOString().slice(0, 10)}.\n\n${out.join('\n')}\n`;
   process.stdout.write(report);
   // The full run is the report of record.
   if (process.argv.slice(2).length === 0) writeFileSync(join(root, 'bench/RESULTS.md'), `# Benchmark results\n\nWritten by \`npm run bench\` (all suites).\n\n${report}`);

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # podman, runc, busybox-static: the real-client test (Podman with its CNI backend on cnikit).
-packages=(iproute2 iptables nftables conntrack util-linux iputils-ping time containernetworking-plugins podman runc busybox-static)
+# netavark: the benchmark's third contender (Podman's own network backend).
+packages=(iproute2 iptables nftables conntrack util-linux iputils-ping time containernetworking-plugins podman netavark runc busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
