@@ -5,7 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver, parseList, type LoadedList, type RuntimeConf } from '../driver/index.ts';
-import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../lib/state/index.ts';
+import { writeFileAtomic } from '../lib/state/index.ts';
+import { readFileIfExists, listDirIfExists } from '../lib/fs/index.ts';
 import type { PortMapping, Result } from '../lib/spec/index.ts';
 import { paths } from './paths.ts';
 

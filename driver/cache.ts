@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import type { AnyResult } from '../lib/skel/result.ts';
-import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../lib/state/index.ts';
+import { writeFileAtomic } from '../lib/state/index.ts';
+import { readFileIfExists, listDirIfExists } from '../lib/fs/index.ts';
 import { isObject } from './json.ts';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';

@@ -1,5 +1,5 @@
 // DNS settings for the result from a resolv.conf-format file (ipam.resolvConf).
-import { readFileSync } from 'node:fs';
+import { readFile } from '../../lib/fs/index.ts';
 import type { DNS } from '../../lib/spec/index.ts';
 import { CniError, ErrorCode } from '../../lib/skel/index.ts';
 
@@ -19,7 +19,7 @@ export function parseResolvConf(text: string): DNS {
 
 export function readResolvConf(path: string): DNS {
   try {
-    return parseResolvConf(readFileSync(path, 'utf8'));
+    return parseResolvConf(readFile(path));
   } catch (e) {
     throw new CniError(ErrorCode.InvalidConfig, `cannot read ipam.resolvConf ${path}: ${(e as Error).message}`);
   }

@@ -10,12 +10,9 @@
 // match them (they hold addresses, not owners). Every index hit is checked
 // against the lease file itself; a DEL that finds nothing in the index still
 // scans, so leases the reference (or an older cnikit) wrote are released.
-import {
-  openSync, closeSync, readdirSync, writeSync, linkSync, rmSync, mkdirSync, statSync, renameSync,
-} from 'node:fs';
-import { join } from 'node:path';
-import { sys, LOCK_EX } from '../../lib/sys/index.ts';
-import { writeFileAtomic, readFileIfExists, listDirIfExists } from '../../lib/state/index.ts';
+import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, EEXIST } from '../../lib/sys/index.ts';
+import { writeFileAtomic, ensurePrivateDir } from '../../lib/state/index.ts';
+import { readFileIfExists, listDirIfExists, removeFile, isDirectory, isNotFound, writeAll, dirname } from '../../lib/fs/index.ts';
 import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
 
 const LAST_RESERVED = 'last_reserved_ip.';
@@ -69,55 +66,83 @@ export class DiskStore implements LeaseStore {
 
   constructor(dataDir: string, network: string) {
     // The network name is schema-checked (no '/', no leading '.'), so this stays under dataDir.
-    this.dir = join(dataDir, network);
+    this.dir = `${dataDir}/${network}`;
   }
 
   /** Whether the directory exists; DEL, CHECK and GC do not create it. */
   exists(): boolean {
-    try {
-      return statSync(this.dir).isDirectory();
-    } catch {
-      return false;
-    }
+    return isDirectory(this.dir);
   }
 
   locked<T>(fn: () => T): T {
-    mkdirSync(join(this.dir, TMP_DIR), { recursive: true, mode: 0o700 });
-    mkdirSync(join(this.dir, INDEX), { recursive: true, mode: 0o700 });
-    const fd = openSync(this.dir, 'r');
+    let fd: number;
+    try {
+      fd = sys.open(this.dir, O_RDONLY);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      // The first lease of the network: its directories.
+      ensurePrivateDir(`${this.dir}/${TMP_DIR}`);
+      ensurePrivateDir(`${this.dir}/${INDEX}`);
+      fd = sys.open(this.dir, O_RDONLY);
+    }
     try {
       sys.flock(fd, LOCK_EX);
       // Under the lock nobody else is writing: what is here, a killed writer left.
-      for (const name of readdirSync(join(this.dir, TMP_DIR))) rmSync(join(this.dir, TMP_DIR, name), { force: true });
+      for (const name of listDirIfExists(`${this.dir}/${TMP_DIR}`)) removeFile(`${this.dir}/${TMP_DIR}/${name}`);
       return fn();
     } finally {
-      closeSync(fd);
+      sys.close(fd);
     }
   }
 
   /** Temporaries of older versions, in the lease directory itself (GC, under the lock). */
   sweepTemporaries(): void {
-    for (const name of readdirSync(this.dir)) if (name.startsWith(TMP)) rmSync(join(this.dir, name), { force: true });
+    for (const name of listDirIfExists(this.dir)) if (name.startsWith(TMP)) removeFile(`${this.dir}/${name}`);
   }
 
   private writeTemporary(text: string): string {
-    const tmp = join(this.dir, TMP_DIR, `${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
-    const fd = openSync(tmp, 'wx', 0o600);
+    const dir = `${this.dir}/${TMP_DIR}`;
+    const tmp = `${dir}/${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
+    let fd: number;
     try {
-      writeSync(fd, text);
+      fd = sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      // A directory made by the reference plugin, or by an older cnikit, has no temporaries' dir.
+      ensurePrivateDir(dir);
+      fd = sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600);
+    }
+    try {
+      writeAll(fd, text);
     } finally {
-      closeSync(fd);
+      sys.close(fd);
     }
     return tmp;
   }
 
+  /** rename(2) into place; the index's directory is made on first use (a directory the reference made lacks it). */
+  private replace(tmp: string, path: string): void {
+    try {
+      try {
+        sys.rename(tmp, path);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        ensurePrivateDir(dirname(path));
+        sys.rename(tmp, path);
+      }
+    } catch (e) {
+      removeFile(tmp);
+      throw e;
+    }
+  }
+
   leaseAt(ip: IPAddr): Lease | undefined {
-    const text = readFileIfExists(join(this.dir, formatIP(ip)));
+    const text = readFileIfExists(`${this.dir}/${formatIP(ip)}`);
     return text === undefined ? undefined : { ip, ...parseOwner(text) };
   }
 
   private indexPath(owner: Owner): string {
-    return join(this.dir, INDEX, sys.sha256hex(`${owner.containerId}\0${owner.ifname}`).slice(0, 32));
+    return `${this.dir}/${INDEX}/${sys.sha256hex(`${owner.containerId}\0${owner.ifname}`).slice(0, 32)}`;
   }
 
   private indexed(owner: Owner): IPAddr[] {
@@ -126,13 +151,13 @@ export class DiskStore implements LeaseStore {
   }
 
   private writeIndex(owner: Owner, ips: IPAddr[]): void {
-    if (ips.length === 0) rmSync(this.indexPath(owner), { force: true });
-    else renameSync(this.writeTemporary(ips.map(formatIP).join('\n')), this.indexPath(owner));
+    if (ips.length === 0) removeFile(this.indexPath(owner));
+    else this.replace(this.writeTemporary(ips.map(formatIP).join('\n')), this.indexPath(owner));
   }
 
   /** Builds the index from a scan, once per directory (it then stays complete). Under the lock. */
   private ensureIndex(): void {
-    const marker = join(this.dir, INDEX, INDEX_COMPLETE);
+    const marker = `${this.dir}/${INDEX}/${INDEX_COMPLETE}`;
     if (readFileIfExists(marker) !== undefined) return;
     const byOwner = new Map<string, { owner: Owner; ips: IPAddr[] }>();
     for (const l of this.leases()) {
@@ -141,7 +166,7 @@ export class DiskStore implements LeaseStore {
       e.ips.push(l.ip);
     }
     for (const e of byOwner.values()) this.writeIndex(e.owner, e.ips);
-    renameSync(this.writeTemporary(''), marker);
+    this.replace(this.writeTemporary(''), marker);
   }
 
   leasesOf(owner: Owner, exhaustive = false): Lease[] {
@@ -164,52 +189,52 @@ export class DiskStore implements LeaseStore {
     for (const name of listDirIfExists(this.dir)) {
       const ip = tryParseIP(name);
       if (!ip) continue;
-      const text = readFileIfExists(join(this.dir, name));
+      const text = readFileIfExists(`${this.dir}/${name}`);
       if (text !== undefined) out.push({ ip, ...parseOwner(text) });
     }
     return out;
   }
 
   reserve(ip: IPAddr, owner: Owner, rangeSet: number): boolean {
-    const path = join(this.dir, formatIP(ip));
+    const path = `${this.dir}/${formatIP(ip)}`;
     // The common case for a taken candidate, without writing a file first.
     if (readFileIfExists(path) !== undefined) return false;
     // Written whole to a temporary file, then hard-linked into place: link(2)
     // fails if the lease exists, and a crash never leaves a half-written lease.
     const tmp = this.writeTemporary(`${owner.containerId}${LINE_BREAK}${owner.ifname}`);
     try {
-      linkSync(tmp, path);
+      sys.link(tmp, path);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      if (e instanceof SysError && e.errno === EEXIST) return false;
       throw e;
     } finally {
-      rmSync(tmp, { force: true });
+      removeFile(tmp);
     }
-    renameSync(this.writeTemporary(formatIP(ip)), join(this.dir, `${LAST_RESERVED}${rangeSet}`));
+    this.replace(this.writeTemporary(formatIP(ip)), `${this.dir}/${LAST_RESERVED}${rangeSet}`);
     this.ensureIndex();
     this.writeIndex(owner, [...this.indexed(owner).filter((a) => formatIP(a) !== formatIP(ip)), ip]);
     return true;
   }
 
   release(lease: Lease): void {
-    rmSync(join(this.dir, formatIP(lease.ip)), { force: true });
+    removeFile(`${this.dir}/${formatIP(lease.ip)}`);
     const owner = { containerId: lease.containerId, ifname: lease.ifname };
     const rest = this.indexed(owner).filter((a) => formatIP(a) !== formatIP(lease.ip));
     this.writeIndex(owner, rest);
   }
 
   lastReserved(rangeSet: number): IPAddr | undefined {
-    const text = readFileIfExists(join(this.dir, `${LAST_RESERVED}${rangeSet}`));
+    const text = readFileIfExists(`${this.dir}/${LAST_RESERVED}${rangeSet}`);
     return text === undefined ? undefined : tryParseIP(text.trim());
   }
 
   /** STATUS: can a lease be written here? */
   writable(): string | undefined {
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const probe = join(this.dir, `${TMP}status-${process.pid}`);
+      ensurePrivateDir(this.dir);
+      const probe = `${this.dir}/${TMP}status-${process.pid}`;
       writeFileAtomic(probe, '');
-      rmSync(probe, { force: true });
+      removeFile(probe);
       return undefined;
     } catch (e) {
       return (e as Error).message;

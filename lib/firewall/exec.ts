@@ -1,8 +1,7 @@
 // Running the firewall tools: argument arrays and stdin only, never a shell.
 // The child inherits the calling thread's network namespace, so inside
 // withNetns() the tools act on that namespace.
-import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
+import { isExecutable } from '../fs/index.ts';
 import { sys } from '../sys/index.ts';
 import { FirewallError } from './types.ts';
 
@@ -23,13 +22,10 @@ export function findTool(name: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...FALLBACK_DIRS];
   let found: string | null = null;
   for (const dir of dirs) {
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
+    const p = `${dir}/${name}`;
+    if (isExecutable(p)) {
       found = p;
       break;
-    } catch {
-      // not here
     }
   }
   resolved.set(name, found);

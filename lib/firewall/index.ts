@@ -1,7 +1,7 @@
 // lib/firewall: one interface, two backends (iptables-restore, nft). The
 // plugins state intents (masquerade, isolation, port mappings); the backend
 // turns them into rules of its own layout (see iptables.ts and nftables.ts).
-import { existsSync, realpathSync } from 'node:fs';
+import { exists, realPath } from '../fs/index.ts';
 import { findTool } from './exec.ts';
 import { IptablesFirewall } from './iptables.ts';
 import { NftablesFirewall } from './nftables.ts';
@@ -21,13 +21,8 @@ export { findTool } from './exec.ts';
 function iptablesUsable(): boolean {
   const path = findTool('iptables-restore');
   if (!path) return false;
-  let target = path;
-  try {
-    target = realpathSync(path);
-  } catch {
-    // keep the name as found
-  }
-  if (/legacy/.test(target)) return existsSync('/proc/net/ip_tables_names');
+  const target = realPath(path) ?? path;
+  if (target.includes('legacy')) return exists('/proc/net/ip_tables_names');
   return true;
 }
 

@@ -1,7 +1,7 @@
 // Host ports: which are bound in the current network namespace (read from
 // /proc/net, which reflects the namespace of the reading thread), and which
 // the kernel hands out as ephemeral ports.
-import { readFileSync } from 'node:fs';
+import { readFile } from '../fs/index.ts';
 import { formatIP, ipFromBytes } from '../ip/index.ts';
 import { readSysctl } from '../netlink/sysctl.ts';
 
@@ -17,7 +17,7 @@ const TCP_LISTEN = '0A';
 
 function readLines(path: string): string[] {
   try {
-    return readFileSync(path, 'utf8').split('\n').slice(1).filter((l) => l.trim() !== '');
+    return readFile(path).split('\n').slice(1).filter((l) => l.trim() !== '');
   } catch {
     return []; // no IPv6, or the sctp module not loaded
   }

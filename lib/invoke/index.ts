@@ -2,8 +2,7 @@
 // driver): exec it from CNI_PATH as a runtime would, or run cnikit's own in
 // this process through the same skel, so the effect is identical and one
 // process start is saved.
-import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
+import { isExecutable } from '../fs/index.ts';
 import { CniError, ErrorCode, runPlugin, type Plugin, type Command } from '../skel/index.ts';
 import type { NetConf } from '../spec/index.ts';
 import { sys } from '../sys/index.ts';
@@ -43,13 +42,8 @@ export function findPlugin(type: string, path: string[]): string {
     throw new CniError(ErrorCode.InvalidConfig, `invalid plugin type ${JSON.stringify(type)}`);
   }
   for (const dir of path) {
-    const candidate = join(dir, type);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this directory
-    }
+    const candidate = `${dir}/${type}`;
+    if (isExecutable(candidate)) return candidate;
   }
   throw new CniError(ErrorCode.InvalidConfig, `failed to find plugin "${type}" in path [${path.join(' ')}]`);
 }

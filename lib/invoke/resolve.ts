@@ -3,25 +3,16 @@
 // which plugin runs: a type that CNI_PATH resolves to another binary (the
 // reference bridge in /usr/lib/cni, say) is exec'd; one that CNI_PATH
 // resolves to cnikit, or does not have at all, runs in-process.
-import { realpathSync } from 'node:fs';
-import { basename } from 'node:path';
+import { realPath, basename } from '../fs/index.ts';
 import { findPlugin, type InProcessResolver } from './index.ts';
-
-function realpath(p: string): string | undefined {
-  try {
-    return realpathSync(p);
-  } catch {
-    return undefined;
-  }
-}
 
 /** True when `file` is cnikit's multi-call executable (dist/bin and installed links point to it). */
 export function isCnikitExecutable(file: string): boolean {
-  const real = realpath(file);
+  const real = realPath(file);
   if (real === undefined) return false;
   // Under Bun's compiled executable, process.execPath is cnikit itself; under
   // Node (development, tests) the built one is still called `cnikit`.
-  return real === realpath(process.execPath) || basename(real) === 'cnikit';
+  return real === realPath(process.execPath) || basename(real) === 'cnikit';
 }
 
 /** `own` (cnikit's plugins), unless CNI_PATH finds another binary of that name first. */

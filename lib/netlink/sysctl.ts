@@ -1,7 +1,7 @@
 // Per-namespace sysctls through /proc/sys: net.* entries resolve against the
 // network namespace of the thread that opens them, so call these inside
 // withNetns() to read or set a container's (or the lab host's) value.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFile, writeFile } from '../fs/index.ts';
 
 function path(key: string): string {
   // Interface names may contain dots (eth0.100); '/' separates keys here.
@@ -11,9 +11,9 @@ function path(key: string): string {
 
 /** `key` as "net/ipv4/ip_forward" or "net.ipv4.ip_forward". */
 export function readSysctl(key: string): string {
-  return readFileSync(path(key), 'utf8').trim();
+  return readFile(path(key)).trim();
 }
 
 export function writeSysctl(key: string, value: string): void {
-  writeFileSync(path(key), value);
+  writeFile(path(key), value);
 }

@@ -34,10 +34,17 @@ export function validateContainerId(id: string): void {
   }
 }
 
+const te = new TextEncoder();
+
+/** Not Buffer.byteLength: the first use of Buffer costs ~0.2-0.5 ms of a plugin exec under Bun. */
+function utf8Length(s: string): number {
+  return te.encode(s).length;
+}
+
 /** Linux interface name rules (dev_valid_name): 1-15 bytes, not . or .., no '/', ':' or whitespace. */
 export function validateIfname(name: string, variable = 'CNI_IFNAME'): void {
   const bad =
-    name.length === 0 || Buffer.byteLength(name) > 15 || name === '.' || name === '..' || /[/:\s]/.test(name);
+    name.length === 0 || utf8Length(name) > 15 || name === '.' || name === '..' || /[/:\s]/.test(name);
   if (bad) {
     throw new CniError(ErrorCode.InvalidEnvironment, `invalid ${variable} ${JSON.stringify(name)}: an interface name has 1 to 15 characters and no '/', ':' or whitespace`);
   }

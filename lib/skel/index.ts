@@ -1,11 +1,11 @@
 // The CNI protocol around a plugin: environment and stdin in, one result or
 // error object out, exit status. Plugins only implement the commands.
-import { readFileSync, writeSync, fstatSync } from 'node:fs';
 import type { ValidateFunction } from 'ajv';
 import type { NetConf, Result, Attachment } from '../spec/index.ts';
 import { validationError } from '../spec/index.ts';
 import { validateResult, validateResult040 } from '../spec/validators.gen.js';
-import { assertNetns, isCurrentNetns, NetnsError } from '../netns/index.ts';
+import { inspectNetns, NetnsError } from '../netns/index.ts';
+import { readFd, writeAll, isCharacterDevice } from '../fs/index.ts';
 import { openLogger, type Logger } from '../log/index.ts';
 import { CniError, ErrorCode } from './errors.ts';
 import { readInvocation, type Invocation, type Command } from './env.ts';
@@ -55,12 +55,9 @@ export const processIo: Io = {
   env: process.env,
   // A terminal (a character device; /dev/null reads empty anyway) would block:
   // treat it as no input. Not node:tty, whose import costs ~2.5 ms under Bun.
-  readStdin: () => (fstatSync(0).isCharacterDevice() ? '' : readFileSync(0, 'utf8')),
-  writeStdout: (text) => {
-    // Synchronous write: the process may exit right after.
-    const buf = Buffer.from(text);
-    for (let off = 0; off < buf.length; ) off += writeSync(1, buf, off);
-  },
+  readStdin: () => (isCharacterDevice(0) ? '' : readFd(0)),
+  // Synchronous write: the process may exit right after.
+  writeStdout: (text) => writeAll(1, text),
 };
 
 const MIN_VERSION: Partial<Record<Command, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
@@ -90,8 +87,7 @@ function inputVersion(stdin: string): string | undefined {
 
 function checkNetns(inv: Invocation, mode: 'container' | 'host'): void {
   try {
-    assertNetns(inv.netns);
-    const own = isCurrentNetns(inv.netns);
+    const own = inspectNetns(inv.netns).current;
     if (mode === 'container' && own) {
       throw new CniError(ErrorCode.InvalidEnvironment, `CNI_NETNS ${inv.netns} is the plugin's own network namespace; a container needs a namespace of its own`);
     }

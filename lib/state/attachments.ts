@@ -1,9 +1,8 @@
 // One JSON record per attachment (network + container ID + ifname) under a
 // plugin's data dir: what an ADD made, so that DEL and GC can undo it
 // without the netns, the interface or the prevResult.
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { writeFileAtomic, readFileIfExists, listDirIfExists } from './index.ts';
+import { writeFileAtomic } from './index.ts';
+import { readFileIfExists, listDirIfExists, removeFile } from '../fs/index.ts';
 
 /** Where cnikit plugins keep their records unless the config says otherwise. */
 export const DEFAULT_DATA_DIR = '/var/lib/cni/cnikit';
@@ -23,11 +22,11 @@ export class AttachmentStore<R extends AttachmentId> {
   readonly dir: string;
 
   constructor(dataDir: string, plugin: string, network: string) {
-    this.dir = join(dataDir, plugin, network);
+    this.dir = `${dataDir}/${plugin}/${network}`;
   }
 
   read(id: AttachmentId): R | undefined {
-    const text = readFileIfExists(join(this.dir, fileName(id)));
+    const text = readFileIfExists(`${this.dir}/${fileName(id)}`);
     if (text === undefined) return undefined;
     try {
       return JSON.parse(text) as R;
@@ -38,11 +37,11 @@ export class AttachmentStore<R extends AttachmentId> {
   }
 
   write(r: R): void {
-    writeFileAtomic(join(this.dir, fileName(r)), JSON.stringify(r));
+    writeFileAtomic(`${this.dir}/${fileName(r)}`, JSON.stringify(r));
   }
 
   remove(id: AttachmentId): void {
-    rmSync(join(this.dir, fileName(id)), { force: true });
+    removeFile(`${this.dir}/${fileName(id)}`);
   }
 
   list(): R[] {

@@ -1,6 +1,6 @@
 // Bun adapter: bun:ffi. This is what the standalone executable runs.
 import { dlopen, FFIType, read } from 'bun:ffi';
-import { type Sys, SysError, LOCK_NB } from './types.ts';
+import { type Sys, type FileStat, SysError, LOCK_NB, O_RDONLY, O_CLOEXEC, EINVAL } from './types.ts';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -8,29 +8,72 @@ const SOCK_CLOEXEC = 0o2000000;
 const EWOULDBLOCK = 11;
 const EINTR = 4;
 const ENOPROTOOPT = 92;
+const AT_FDCWD = -100;
+const AT_EMPTY_PATH = 0x1000;
+const STATX_BASIC_STATS = 0x7ff;
+const PATH_MAX = 4096;
+// _IO(0xb7, 0x3)
+const NS_GET_NSTYPE = 0xb703;
 
+const { i32, u32, u64, i64, ptr } = FFIType;
 const { symbols: c } = dlopen('libc.so.6', {
-  setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-  send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-  close: { args: [FFIType.i32], returns: FFIType.i32 },
-  setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-  __errno_location: { args: [], returns: FFIType.ptr },
+  setns: { args: [i32, i32], returns: i32 },
+  flock: { args: [i32, i32], returns: i32 },
+  socket: { args: [i32, i32, i32], returns: i32 },
+  bind: { args: [i32, ptr, u32], returns: i32 },
+  send: { args: [i32, ptr, u64, i32], returns: i64 },
+  recv: { args: [i32, ptr, u64, i32], returns: i64 },
+  close: { args: [i32], returns: i32 },
+  setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
+  open: { args: [ptr, i32, u32], returns: i32 },
+  read: { args: [i32, ptr, u64], returns: i64 },
+  write: { args: [i32, ptr, u64], returns: i64 },
+  mkdir: { args: [ptr, u32], returns: i32 },
+  rename: { args: [ptr, ptr], returns: i32 },
+  link: { args: [ptr, ptr], returns: i32 },
+  unlink: { args: [ptr], returns: i32 },
+  access: { args: [ptr, i32], returns: i32 },
+  realpath: { args: [ptr, ptr], returns: ptr },
+  // struct statx is the same on every architecture, unlike struct stat.
+  statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
+  getdents64: { args: [i32, ptr, u64], returns: i64 },
+  ioctl: { args: [i32, u64], returns: i32 },
+  __errno_location: { args: [], returns: ptr },
 });
+
+const te = new TextEncoder();
+const td = new TextDecoder();
 
 function errno(): number {
   const p = c.__errno_location();
   return p === null ? 0 : read.i32(p, 0);
 }
 
-function check(call: string, rc: number | bigint): number {
+function check(call: string, rc: number | bigint, path?: string): number {
   const n = Number(rc);
-  if (n < 0) throw new SysError(call, errno());
+  if (n < 0) throw new SysError(call, errno(), path);
   return n;
 }
+
+/** A NUL-terminated copy for libc. A NUL inside would silently cut the path short. */
+function cstr(path: string): Uint8Array {
+  if (path.includes('\0')) throw new SysError('path', EINVAL, path);
+  return te.encode(`${path}\0`);
+}
+
+const statBuf = new Uint8Array(256);
+const statView = new DataView(statBuf.buffer);
+
+function statResult(): FileStat {
+  // stx_mode @28 (u16), stx_ino @32, stx_dev_major @136, stx_dev_minor @140.
+  return {
+    mode: statView.getUint16(28, true),
+    ino: Number(statView.getBigUint64(32, true)),
+    dev: statView.getUint32(136, true) * 0x100000 + statView.getUint32(140, true),
+  };
+}
+
+const EMPTY = new Uint8Array(1);
 
 export const sys: Sys = {
   setns(fd, nstype) {
@@ -79,7 +122,7 @@ export const sys: Sys = {
     try {
       const r = Bun.spawnSync({
         cmd: [path, ...args],
-        stdin: new TextEncoder().encode(opts.input ?? ''),
+        stdin: te.encode(opts.input ?? ''),
         stdout: 'pipe',
         stderr: 'pipe',
         env: opts.env ?? process.env,
@@ -99,5 +142,82 @@ export const sys: Sys = {
   },
   sha256hex(text) {
     return new Bun.CryptoHasher('sha256').update(text).digest('hex');
+  },
+
+  open(path, flags, mode = 0) {
+    for (;;) {
+      const fd = c.open(cstr(path), flags | O_CLOEXEC, mode);
+      if (fd >= 0) return fd;
+      const e = errno();
+      if (e !== EINTR) throw new SysError('open', e, path);
+    }
+  },
+  read(fd, buf) {
+    for (;;) {
+      const n = Number(c.read(fd, buf, buf.length));
+      if (n >= 0) return n;
+      const e = errno();
+      if (e !== EINTR) throw new SysError('read', e);
+    }
+  },
+  write(fd, buf) {
+    for (;;) {
+      const n = Number(c.write(fd, buf, buf.length));
+      if (n >= 0) return n;
+      const e = errno();
+      if (e !== EINTR) throw new SysError('write', e);
+    }
+  },
+  mkdir(path, mode) {
+    check('mkdir', c.mkdir(cstr(path), mode), path);
+  },
+  rename(from, to) {
+    check('rename', c.rename(cstr(from), cstr(to)), to);
+  },
+  link(from, to) {
+    check('link', c.link(cstr(from), cstr(to)), to);
+  },
+  unlink(path) {
+    check('unlink', c.unlink(cstr(path)), path);
+  },
+  access(path, mode) {
+    check('access', c.access(cstr(path), mode), path);
+  },
+  realpath(path) {
+    const out = new Uint8Array(PATH_MAX);
+    if (c.realpath(cstr(path), out) === null) throw new SysError('realpath', errno(), path);
+    return td.decode(out.subarray(0, out.indexOf(0)));
+  },
+  stat(path) {
+    check('stat', c.statx(AT_FDCWD, cstr(path), 0, STATX_BASIC_STATS, statBuf), path);
+    return statResult();
+  },
+  fstat(fd) {
+    check('fstat', c.statx(fd, EMPTY, AT_EMPTY_PATH, STATX_BASIC_STATS, statBuf));
+    return statResult();
+  },
+  readdir(path) {
+    const fd = sys.open(path, O_RDONLY);
+    const names: string[] = [];
+    try {
+      const buf = new Uint8Array(1 << 15);
+      const dv = new DataView(buf.buffer);
+      for (;;) {
+        const n = check('getdents64', c.getdents64(fd, buf, buf.length), path);
+        if (n === 0) return names;
+        // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16 @16, d_type u8 @18, d_name @19.
+        for (let off = 0; off < n; ) {
+          const reclen = dv.getUint16(off + 16, true);
+          const name = td.decode(buf.subarray(off + 19, buf.indexOf(0, off + 19)));
+          if (name !== '.' && name !== '..') names.push(name);
+          off += reclen;
+        }
+      }
+    } finally {
+      c.close(fd);
+    }
+  },
+  nsType(fd) {
+    return check('ioctl NS_GET_NSTYPE', c.ioctl(fd, NS_GET_NSTYPE));
   },
 };

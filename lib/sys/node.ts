@@ -2,7 +2,8 @@
 import koffi from 'koffi';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { type Sys, SysError, LOCK_NB } from './types.ts';
+import * as fs from 'node:fs';
+import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL } from './types.ts';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -21,7 +22,30 @@ const c = {
   recv: libc.func('intptr_t recv(int fd, _Out_ void *buf, uintptr_t len, int flags)'),
   close: libc.func('int close(int fd)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int optname, void *optval, uint32_t optlen)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request)'),
 };
+// _IO(0xb7, 0x3)
+const NS_GET_NSTYPE = 0xb703;
+
+/** A node:fs call, its failure as SysError with the errno (node gives it negated). */
+function fsCall<T>(call: string, path: string | undefined, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).errno;
+    if (typeof errno !== 'number') throw e;
+    throw new SysError(call, Math.abs(errno), path);
+  }
+}
+
+function noNul(path: string): string {
+  if (path.includes('\0')) throw new SysError('path', EINVAL, path);
+  return path;
+}
+
+function statOf(st: fs.Stats): FileStat {
+  return { dev: st.dev, ino: st.ino, mode: st.mode };
+}
 
 function check(call: string, rc: number | bigint): number {
   const n = Number(rc);
@@ -92,5 +116,24 @@ export const sys: Sys = {
   },
   sha256hex(text) {
     return createHash('sha256').update(text).digest('hex');
+  },
+
+  // libuv opens every fd with O_CLOEXEC.
+  open: (path, flags, mode = 0) => fsCall('open', path, () => fs.openSync(noNul(path), flags, mode)),
+  read: (fd, buf) => fsCall('read', undefined, () => fs.readSync(fd, buf, 0, buf.length, null)),
+  write: (fd, buf) => fsCall('write', undefined, () => fs.writeSync(fd, buf, 0, buf.length)),
+  mkdir: (path, mode) => void fsCall('mkdir', path, () => fs.mkdirSync(noNul(path), { mode })),
+  rename: (from, to) => fsCall('rename', to, () => fs.renameSync(noNul(from), noNul(to))),
+  link: (from, to) => fsCall('link', to, () => fs.linkSync(noNul(from), noNul(to))),
+  unlink: (path) => fsCall('unlink', path, () => fs.unlinkSync(noNul(path))),
+  access: (path, mode) => fsCall('access', path, () => fs.accessSync(noNul(path), mode)),
+  realpath: (path) => fsCall('realpath', path, () => fs.realpathSync(noNul(path))),
+  stat: (path) => fsCall('stat', path, () => statOf(fs.statSync(noNul(path)))),
+  fstat: (fd) => fsCall('fstat', undefined, () => statOf(fs.fstatSync(fd))),
+  readdir: (path) => fsCall('readdir', path, () => fs.readdirSync(noNul(path))),
+  nsType(fd) {
+    const rc = Number(c.ioctl(fd, NS_GET_NSTYPE));
+    if (rc < 0) throw new SysError('ioctl NS_GET_NSTYPE', koffi.errno());
+    return rc;
   },
 };

@@ -3,11 +3,24 @@
 // hashing. The node adapter runs here; the bun one in a Bun child.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sys } from './node.ts';
+import { fileAnswers } from './testdata/files.ts';
 
 const BUN = fileURLToPath(new URL('../../node_modules/.bin/bun', import.meta.url));
 const SCRIPT = fileURLToPath(new URL('./testdata/run-bun.ts', import.meta.url));
+
+function scratch<T>(fn: (dir: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'cnikit-sys-'));
+  try {
+    return fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 function nodeAnswers() {
   return {
@@ -18,11 +31,12 @@ function nodeAnswers() {
     hash: sys.sha256hex('a\0b'),
     strict: sys.setsockoptInt(sys.netlinkSocket(0), 270, 12, 1),
     unknownOption: sys.setsockoptInt(sys.netlinkSocket(0), 270, 999, 1),
+    files: scratch((dir) => fileAnswers(sys, dir)),
   };
 }
 
 function bunAnswers(): ReturnType<typeof nodeAnswers> {
-  const r = spawnSync(BUN, [SCRIPT], { encoding: 'utf8' });
+  const r = scratch((dir) => spawnSync(BUN, [SCRIPT, dir], { encoding: 'utf8' }));
   if (r.status !== 0) throw new Error(`bun adapter script: ${r.stderr}`);
   return JSON.parse(r.stdout) as ReturnType<typeof nodeAnswers>;
 }
@@ -44,6 +58,29 @@ describe.each([
   it('sets an int socket option, and says false for one the kernel does not know', () => {
     expect(a.strict).toBe(true);
     expect(a.unknownOption).toBe(false);
+  });
+  it('reads, writes, links, renames, lists and stats files, with the errno of each failure', () => {
+    expect(a.files).toEqual({
+      written: 7,
+      text: 'héllo\n',
+      atEnd: 0,
+      fileIsRegular: true,
+      filePerm: 0o600,
+      dirIsDir: true,
+      devNullIsChar: true,
+      sameFileSameIno: true,
+      names: ['f', 'h'],
+      nsTypeIsNet: true,
+      nsTypeOfFile: 25,
+      realpath: true,
+      linkExists: 17,
+      mkdirExists: 17,
+      openMissing: 2,
+      unlinkMissing: 2,
+      readdirMissing: 2,
+      accessMissing: 2,
+      nulInPath: 22,
+    });
   });
   it('hashes as SHA-256', () => {
     expect(a.hash).toBe('59b271ae1bbcb1d31d41929817f4b16fb439eb4f31520b5ad1d5ce98920a7138');

@@ -1,9 +1,9 @@
 // The links of one attachment: the bridge (created or adopted), the veth pair
 // with its container end born inside the netns, and the addresses and routes
 // on both sides.
-import { openSync, closeSync } from 'node:fs';
 import { Netlink, NetlinkError, writeSysctl, type Link } from '../../lib/netlink/index.ts';
 import { sys } from '../../lib/sys/index.ts';
+import { openNetns } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, networkOf, formatPrefix, contains, equalIP } from '../../lib/ip/index.ts';
 import { CniError, ErrorCode } from '../../lib/skel/index.ts';
 import type { BridgeOptions } from './config.ts';
@@ -50,7 +50,7 @@ export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; creat
 export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName: string, netns: string, ifname: string): Link {
   const stale = nl.link(hostName);
   if (stale) nl.deleteLink(stale.index);
-  const fd = openSync(netns, 'r');
+  const fd = openNetns(netns);
   try {
     nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac });
   } catch (e) {
@@ -59,7 +59,7 @@ export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName
     }
     throw e;
   } finally {
-    closeSync(fd);
+    sys.close(fd);
   }
   const host = nl.link(hostName);
   if (!host) throw new CniError(ErrorCode.Internal, `veth ${hostName} vanished after it was created`);

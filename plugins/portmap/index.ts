@@ -2,7 +2,6 @@
 // container's address (Docker's -p and -P), with hairpin and localhost SNAT.
 // ADD with no mappings execs nothing; DEL works from the plugin's records,
 // so it needs neither the netns nor the prevResult.
-import { join } from 'node:path';
 import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
@@ -57,7 +56,7 @@ function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'mas
 }
 
 function publishedPorts(conf: PortmapConf): PublishedPorts {
-  return new PublishedPorts(join(dataDir(conf), `${PLUGIN}-ports`));
+  return new PublishedPorts(`${dataDir(conf)}/${PLUGIN}-ports`);
 }
 
 function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
@@ -150,7 +149,7 @@ function add(ctx: Context<PortmapConf>): Result {
   const key = keyOf(ctx);
   const fw = openFirewall(backend);
   const records = store(ctx.conf);
-  const record = withFileLock(join(dataDir(ctx.conf), `${PLUGIN}.lock`), () => {
+  const record = withFileLock(`${dataDir(ctx.conf)}/${PLUGIN}.lock`, () => {
     const index = publishedPorts(ctx.conf);
     const others = holdersOf(ctx.conf, index, key);
     checkConflicts(wanted, others);
@@ -193,7 +192,7 @@ function add(ctx: Context<PortmapConf>): Result {
 
 /** Drops an attachment's ports from the index, then its record (the source of truth goes last). */
 function forget(conf: PortmapConf, r: PortmapRecord): void {
-  withFileLock(join(dataDir(conf), `${PLUGIN}.lock`), () => {
+  withFileLock(`${dataDir(conf)}/${PLUGIN}.lock`, () => {
     publishedPorts(conf).remove(r, r.ports);
     store(conf, r.network).remove(r);
   });

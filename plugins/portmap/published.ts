@@ -3,9 +3,8 @@
 // it. Checking a port or choosing a free one reads only the ports in
 // question, so an ADD costs the same with 10 or 1,000 containers. Kept under
 // the portmap lock; the per-attachment records stay the source of truth.
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { writeFileAtomic, readFileIfExists } from '../../lib/state/index.ts';
+import { writeFileAtomic } from '../../lib/state/index.ts';
+import { readFileIfExists, removeFile } from '../../lib/fs/index.ts';
 import type { AttachmentKey, Protocol } from '../../lib/firewall/index.ts';
 import type { Published } from './mappings.ts';
 
@@ -22,7 +21,7 @@ export class PublishedPorts {
   constructor(private readonly dir: string) {}
 
   private file(protocol: Protocol, port: number): string {
-    return join(this.dir, protocol, String(port));
+    return `${this.dir}/${protocol}/${port}`;
   }
 
   holders(protocol: Protocol, port: number): PortHolder[] {
@@ -36,7 +35,7 @@ export class PublishedPorts {
   }
 
   private write(protocol: Protocol, port: number, holders: PortHolder[]): void {
-    if (holders.length === 0) rmSync(this.file(protocol, port), { force: true });
+    if (holders.length === 0) removeFile(this.file(protocol, port));
     else writeFileAtomic(this.file(protocol, port), JSON.stringify(holders));
   }
 

@@ -1,5 +1,6 @@
-// The bun adapter's process and hash calls, answered as JSON for sys.test.ts.
+// The bun adapter's answers as JSON for sys.test.ts; argv[2] is a scratch directory.
 import { sys } from '../bun.ts';
+import { fileAnswers } from './files.ts';
 
 console.log(JSON.stringify({
   timeout: sys.run('/bin/sleep', ['5'], { timeoutMs: 200 }),
@@ -9,4 +10,5 @@ console.log(JSON.stringify({
   hash: sys.sha256hex('a\0b'),
   strict: sys.setsockoptInt(sys.netlinkSocket(0), 270, 12, 1),
   unknownOption: sys.setsockoptInt(sys.netlinkSocket(0), 270, 999, 1),
+  files: fileAnswers(sys, process.argv[2]!),
 }));

@@ -1,0 +1,159 @@
+// Files on the plugin path, built on lib/sys: what node:fs would give,
+// without importing it (under Bun that import alone costs ~0.7 ms of every
+// plugin exec, and node:path another ~0.3 ms). The CLI may use node:fs.
+import {
+  sys, SysError, ENOENT, EEXIST, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, S_IFMT, S_IFDIR, S_IFCHR, X_OK,
+} from '../sys/index.ts';
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+
+export function isNotFound(e: unknown): boolean {
+  return e instanceof SysError && e.errno === ENOENT;
+}
+
+/** Everything left to read on fd, as UTF-8. */
+export function readFd(fd: number): string {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const buf = new Uint8Array(total < 65536 ? 65536 : total);
+    const n = sys.read(fd, buf);
+    if (n === 0) break;
+    chunks.push(n === buf.length ? buf : buf.subarray(0, n));
+    total += n;
+  }
+  if (chunks.length === 1) return td.decode(chunks[0]);
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  return td.decode(all);
+}
+
+/** Writes all of `data` to fd. */
+export function writeAll(fd: number, data: string | Uint8Array): void {
+  const buf = typeof data === 'string' ? te.encode(data) : data;
+  for (let off = 0; off < buf.length; ) off += sys.write(fd, off === 0 ? buf : buf.subarray(off));
+}
+
+export function readFile(path: string): string {
+  const fd = sys.open(path, O_RDONLY);
+  try {
+    return readFd(fd);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** The file's text, or undefined when it does not exist. */
+export function readFileIfExists(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = sys.open(path, O_RDONLY);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+  try {
+    return readFd(fd);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** Creates or truncates the file and writes `data` (a sysctl, a state file written in place). */
+export function writeFile(path: string, data: string, mode = 0o644): void {
+  const fd = sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  try {
+    writeAll(fd, data);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** rm -f: gone afterwards, whether it was there or not. */
+export function removeFile(path: string): void {
+  try {
+    sys.unlink(path);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+}
+
+/** The names in a directory, or none when it does not exist. */
+export function listDirIfExists(path: string): string[] {
+  try {
+    return sys.readdir(path);
+  } catch (e) {
+    if (isNotFound(e)) return [];
+    throw e;
+  }
+}
+
+export function dirname(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i > 0 ? path.slice(0, i) : i === 0 ? '/' : '.';
+}
+
+export function basename(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/** mkdir -p; directories it creates get `mode`. */
+export function mkdirp(path: string, mode: number): void {
+  try {
+    sys.mkdir(path, mode);
+  } catch (e) {
+    if (e instanceof SysError && e.errno === EEXIST) return;
+    if (!isNotFound(e) || dirname(path) === path) throw e;
+    mkdirp(dirname(path), mode);
+    try {
+      sys.mkdir(path, mode);
+    } catch (e2) {
+      // A parallel caller made it in between.
+      if (!(e2 instanceof SysError && e2.errno === EEXIST)) throw e2;
+    }
+  }
+}
+
+export function exists(path: string): boolean {
+  try {
+    sys.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function isDirectory(path: string): boolean {
+  try {
+    return (sys.stat(path).mode & S_IFMT) === S_IFDIR;
+  } catch {
+    return false;
+  }
+}
+
+export function isCharacterDevice(fd: number): boolean {
+  return (sys.fstat(fd).mode & S_IFMT) === S_IFCHR;
+}
+
+export function isExecutable(path: string): boolean {
+  try {
+    sys.access(path, X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The path with every symlink resolved, or undefined when it does not resolve. */
+export function realPath(path: string): string | undefined {
+  try {
+    return sys.realpath(path);
+  } catch {
+    return undefined;
+  }
+}
