@@ -10,7 +10,10 @@ async function main(): Promise<number> {
   const name = isPlugin(invoked) ? invoked : args.length === 1 && isPlugin(args[0]) ? args[0] : undefined;
   if (name !== undefined) {
     const { runPlugin } = await import('./lib/skel/index.ts');
-    return runPlugin(await PLUGINS[name]!());
+    const code = await runPlugin(await PLUGINS[name]!());
+    // Every write of a plugin is synchronous (lib/fs, pino's sync destination).
+    const { sys } = await import('./lib/sys/index.ts');
+    sys.exit(code);
   }
   const { runCli } = await import('./cli/index.ts');
   return runCli(args);

@@ -10,7 +10,7 @@
 // match them (they hold addresses, not owners). Every index hit is checked
 // against the lease file itself; a DEL that finds nothing in the index still
 // scans, so leases the reference (or an older cnikit) wrote are released.
-import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, EEXIST } from '../../lib/sys/index.ts';
+import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, EEXIST } from '../../lib/sys/index.ts';
 import { writeFileAtomic, ensurePrivateDir } from '../../lib/state/index.ts';
 import { readFileIfExists, listDirIfExists, removeFile, isDirectory, isNotFound, writeAll, dirname } from '../../lib/fs/index.ts';
 import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
@@ -63,6 +63,8 @@ function parseOwner(text: string): Owner {
 
 export class DiskStore implements LeaseStore {
   readonly dir: string;
+  /** Set once ensureIndex has seen the index complete (it then stays so). */
+  private indexComplete = false;
 
   constructor(dataDir: string, network: string) {
     // The network name is schema-checked (no '/', no leading '.'), so this stays under dataDir.
@@ -150,15 +152,42 @@ export class DiskStore implements LeaseStore {
     return text.split('\n').flatMap((l) => tryParseIP(l.trim()) ?? []);
   }
 
+  /**
+   * Written in place, not through a temporary: every entry is checked against
+   * its lease file, and a DEL that finds nothing in the index scans the
+   * leases, so a file torn by a crash costs a scan, never a wrong answer.
+   */
   private writeIndex(owner: Owner, ips: IPAddr[]): void {
-    if (ips.length === 0) removeFile(this.indexPath(owner));
-    else this.replace(this.writeTemporary(ips.map(formatIP).join('\n')), this.indexPath(owner));
+    const path = this.indexPath(owner);
+    if (ips.length === 0) removeFile(path);
+    else this.writeInPlace(path, ips.map(formatIP).join('\n'));
+  }
+
+  private writeInPlace(path: string, text: string): void {
+    let fd: number;
+    try {
+      fd = sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600);
+    } catch (e) {
+      // The index's directory is missing in a directory the reference made.
+      if (!isNotFound(e)) throw e;
+      ensurePrivateDir(dirname(path));
+      fd = sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600);
+    }
+    try {
+      writeAll(fd, text);
+    } finally {
+      sys.close(fd);
+    }
   }
 
   /** Builds the index from a scan, once per directory (it then stays complete). Under the lock. */
   private ensureIndex(): void {
+    if (this.indexComplete) return;
     const marker = `${this.dir}/${INDEX}/${INDEX_COMPLETE}`;
-    if (readFileIfExists(marker) !== undefined) return;
+    if (readFileIfExists(marker) !== undefined) {
+      this.indexComplete = true;
+      return;
+    }
     const byOwner = new Map<string, { owner: Owner; ips: IPAddr[] }>();
     for (const l of this.leases()) {
       const k = `${l.containerId}\0${l.ifname}`;
@@ -166,7 +195,9 @@ export class DiskStore implements LeaseStore {
       e.ips.push(l.ip);
     }
     for (const e of byOwner.values()) this.writeIndex(e.owner, e.ips);
+    // Only once every owner's file is whole: the marker is what makes the index trusted.
     this.replace(this.writeTemporary(''), marker);
+    this.indexComplete = true;
   }
 
   leasesOf(owner: Owner, exhaustive = false): Lease[] {
@@ -210,7 +241,8 @@ export class DiskStore implements LeaseStore {
     } finally {
       removeFile(tmp);
     }
-    this.replace(this.writeTemporary(formatIP(ip)), `${this.dir}/${LAST_RESERVED}${rangeSet}`);
+    // A hint for round robin, written in place as the reference does: torn by a crash, it reads as absent.
+    this.writeInPlace(`${this.dir}/${LAST_RESERVED}${rangeSet}`, formatIP(ip));
     this.ensureIndex();
     this.writeIndex(owner, [...this.indexed(owner).filter((a) => formatIP(a) !== formatIP(ip)), ip]);
     return true;

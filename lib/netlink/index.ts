@@ -141,6 +141,10 @@ export interface VethSpec {
   mtu?: number;
   mac?: string;
   peerMac?: string;
+  /** Enslave this end to the bridge (or other master) of that index as it is created. */
+  masterIndex?: number;
+  /** Bring this end up as it is created. */
+  up?: boolean;
 }
 
 function familyCode(f: Family): number {
@@ -329,10 +333,12 @@ export class Netlink {
       ...linkOptionAttrs({ mtu: spec.mtu, mac: spec.peerMac }),
       ...(spec.peerNetnsFd !== undefined ? [u32(IFLA_NET_NS_FD, spec.peerNetnsFd)] : []),
     ]);
+    // Master and up state in the creating request itself: one round trip, not three.
     this.newLink(`create veth ${spec.name}/${spec.peerName}`, [
-      ifinfomsg(0),
+      ifinfomsg(0, spec.up ? IFF_UP : 0, spec.up ? IFF_UP : 0),
       str(IFLA_IFNAME, spec.name),
       ...linkOptionAttrs({ mtu: spec.mtu, mac: spec.mac }),
+      ...(spec.masterIndex !== undefined ? [u32(IFLA_MASTER, spec.masterIndex)] : []),
       nested(IFLA_LINKINFO, [str(IFLA_INFO_KIND, 'veth'), nested(IFLA_INFO_DATA, [nested(VETH_INFO_PEER, [peer])])]),
     ]);
   }
@@ -471,6 +477,24 @@ export class Netlink {
       out.push(r);
     }
     return out;
+  }
+
+  /** The route the kernel would take to `dst` (ip route get): one lookup, whatever the size of the table. */
+  routeTo(dst: IPAddr): Route | undefined {
+    const bytes = ipToBytes(dst);
+    const body = concat([
+      struct(12, (dv) => {
+        dv.setUint8(0, familyCode(dst.family));
+        dv.setUint8(1, bytes.length * 8);
+      }),
+      attr(RTA_DST, bytes),
+    ]);
+    try {
+      return decodeRoute(this.sock.get(`get route to ${formatIP(dst)}`, RTM_GETROUTE, body).body);
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.errno === 101 /* ENETUNREACH */ || e.errno === 113 /* EHOSTUNREACH */)) return undefined;
+      throw e;
+    }
   }
 
   private routeMessage(spec: RouteSpec, family: Family): Uint8Array[] {

@@ -115,6 +115,21 @@ describe('lib/netlink', () => {
     expect(ipLink('eth0', ctr)).toBeUndefined();
   });
 
+  it('creates a veth already enslaved and up, in the one request', () => {
+    inLab((nl) => nl.createBridge('tbr3'));
+    const br = inLab((nl) => nl.link('tbr3')!);
+    inLab((nl) => nl.createVeth({ name: 'vethtest2', peerName: 'vethtest3', masterIndex: br.index, up: true }));
+    const host = ipLink('vethtest2')!;
+    expect(host.master).toBe('tbr3');
+    expect(host.flags).toContain('UP');
+    // The peer is left as it was: down, on no bridge.
+    const peer = ipLink('vethtest3')!;
+    expect(peer.flags).not.toContain('UP');
+    expect(peer.master).toBeUndefined();
+    inLab((nl) => nl.deleteLink(nl.link('vethtest2')!.index));
+    inLab((nl) => nl.deleteLink(br.index));
+  });
+
   it('moves a link to another namespace', () => {
     const ctr = lab.container();
     // Bridges are netns-local; a veth end can move.

@@ -87,20 +87,22 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
   const hostName = hostVethName(ctx.conf.name, containerId, ifname);
   const record: AttachmentRecord = { network: ctx.conf.name, containerId, ifname, bridge: o.bridge, hostVeth: hostName, netns, ips: [] };
   const undo: Undo[] = [];
+  // One socket for every host-side step; the undo steps open their own.
+  const nl = Netlink.open();
   try {
     // The record comes first: whatever a crash leaves from here on, DEL or GC can find.
     store.write(record);
     undo.push(() => store.remove({ containerId, ifname }));
 
-    const { link: bridge, created } = Netlink.with((nl) => ensureBridge(nl, o));
+    const { link: bridge, created } = ensureBridge(nl, o);
     if (created) {
-      undo.push(() => Netlink.with((nl) => {
-        const ports = nl.links().filter((l) => l.masterIndex === bridge.index);
-        if (ports.length === 0) nl.deleteLink(bridge.index);
+      undo.push(() => Netlink.with((u) => {
+        const ports = u.links().filter((l) => l.masterIndex === bridge.index);
+        if (ports.length === 0) u.deleteLink(bridge.index);
       }));
     }
-    const host = Netlink.with((nl) => createPair(nl, o, bridge, hostName, netns, ifname));
-    undo.push(() => Netlink.with((nl) => deletePair(nl, hostName)));
+    const host = createPair(nl, o, bridge, hostName, netns, ifname);
+    undo.push(() => Netlink.with((u) => deletePair(u, hostName)));
 
     const ipam = await ipamAdd(ctx);
     undo.push(() => ipamDel(ctx));
@@ -121,7 +123,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 
     if (o.isGateway) {
       const gateways = addrs.flatMap((a) => (a.gateway ? [{ ip: a.gateway, length: a.prefix.length }] : []));
-      Netlink.with((nl) => ensureGatewayAddresses(nl, o, bridge, gateways));
+      ensureGatewayAddresses(nl, o, bridge, gateways);
       enableForwarding(new Set(gateways.map((g) => g.ip.family)));
     }
     // One firewall transaction (per family) for everything this ADD needs.
@@ -138,7 +140,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     }
 
     // The bridge takes its MAC from its first port: read it now.
-    const bridgeNow = Netlink.with((nl) => nl.linkByIndex(bridge.index)) ?? bridge;
+    const bridgeNow = nl.linkByIndex(bridge.index) ?? bridge;
     const result: Result = {
       cniVersion: ctx.conf.cniVersion,
       interfaces: [
@@ -155,6 +157,8 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
   } catch (e) {
     await undoAll(ctx, undo);
     throw e;
+  } finally {
+    nl.close();
   }
 }
 

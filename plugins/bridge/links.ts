@@ -52,7 +52,7 @@ export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName
   if (stale) nl.deleteLink(stale.index);
   const fd = openNetns(netns);
   try {
-    nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac });
+    nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac, masterIndex: bridge.index, up: true });
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === EEXIST) {
       throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
@@ -63,12 +63,10 @@ export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName
   }
   const host = nl.link(hostName);
   if (!host) throw new CniError(ErrorCode.Internal, `veth ${hostName} vanished after it was created`);
-  nl.setMaster(host.index, bridge.index);
   if (o.hairpinMode) nl.setHairpin(host.index, true);
   // icc=false: isolated ports of one bridge cannot talk to each other, only to the host.
   if (o.portIsolation) nl.setBridgePortIsolated(host.index, true);
-  nl.setUp(host.index);
-  return nl.link(hostName) ?? host;
+  return host;
 }
 
 export interface ContainerAddress {
@@ -102,7 +100,7 @@ export function configureContainer(
       writeSysctl(`net/ipv6/conf/${ifname}/accept_dad`, '0');
     }
     for (const a of addresses) nl.addAddress(link.index, a.prefix, { noDad: !o.enableDad });
-    if (o.disableContainerInterface) return nl.link(ifname) ?? link;
+    if (o.disableContainerInterface) return link;
     nl.setUp(link.index);
     for (const r of routes) {
       try {
@@ -112,7 +110,8 @@ export function configureContainer(
         if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
       }
     }
-    return nl.link(ifname) ?? link;
+    // Its name, index and MAC, which is what callers use, are as read above.
+    return link;
   });
 }
 

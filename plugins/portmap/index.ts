@@ -12,7 +12,7 @@ import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
 import { sys } from '../../lib/sys/index.ts';
-import { parsePrefix, formatPrefix, contains, type Prefix } from '../../lib/ip/index.ts';
+import { parsePrefix, formatPrefix, type Prefix } from '../../lib/ip/index.ts';
 import {
   normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type HoldersOf,
 } from './mappings.ts';
@@ -105,11 +105,13 @@ function conditionsAndBackend(conf: PortmapConf): { conditions?: PortmapRecord['
 function enableLocalnetRouting(containers: Prefix[]): void {
   const v4 = containers.find((c) => c.ip.family === 4);
   if (!v4) return;
+  // The interface the host routes the container's address out of (its bridge):
+  // one route lookup, not a dump of every address on the host.
   const link = Netlink.with((nl) => {
-    const onLink = nl.addresses({ family: 4 }).find((a) => a.prefix.length < 32 && contains(a.prefix, v4.ip));
-    return onLink && nl.linkByIndex(onLink.index);
+    const route = nl.routeTo(v4.ip);
+    return route?.index !== undefined && route.gw === undefined ? nl.linkByIndex(route.index) : undefined;
   });
-  if (link) writeSysctl(`net/ipv4/conf/${link.name}/route_localnet`, '1');
+  if (link && link.name !== 'lo') writeSysctl(`net/ipv4/conf/${link.name}/route_localnet`, '1');
 }
 
 /**
