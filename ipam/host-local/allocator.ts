@@ -23,7 +23,8 @@ function* candidates(set: RangeSet, after: IPAddr | undefined): Generator<{ ip: 
   let ip = set[0]!.start;
   const last = after && rangeFor(set, after);
   if (after && last) [idx, ip] = next(set.indexOf(last), after);
-  const total = set.reduce((n, r) => n + (r.end.value - r.start.value + 1n), 0n);
+  let total = 0n;
+  for (const r of set) total += r.end.value - r.start.value + 1n;
   for (let k = 0n; k < total; k++) {
     yield { ip, range: set[idx]! };
     [idx, ip] = next(idx, ip);
@@ -51,26 +52,29 @@ export function allocate(store: LeaseStore, conf: HostLocalConfig, owner: Owner)
   const owned = store.leasesOf(owner);
   const made: Allocation[] = [];
   try {
-    conf.rangeSets.forEach((set, i) => {
-      const mine = owned.find((l) => rangeFor(set, l.ip));
-      if (mine) {
+    for (let i = 0; i < conf.rangeSets.length; i++) {
+      const set = conf.rangeSets[i]!;
+      for (const mine of owned) {
+        if (!rangeFor(set, mine.ip)) continue;
         throw new CniError(ErrorCode.InvalidConfig, `${formatIP(mine.ip)} is already leased to ${owner.containerId} (${owner.ifname}) in range set ${rangeSetText(set)}; a second ADD needs a DEL first`);
       }
       const asked = wanted.get(i);
       if (asked) {
         if (!store.reserve(asked.ip, owner, i)) throw new CniError(ErrorCode.AddressInUse, `requested address ${formatIP(asked.ip)} is already leased`);
         made.push(asked);
-        return;
+        continue;
       }
+      let got: Allocation | undefined;
       for (const c of candidates(set, store.lastReserved(i))) {
         if (equalIP(c.ip, c.range.gateway)) continue;
         if (store.reserve(c.ip, owner, i)) {
-          made.push(c);
-          return;
+          got = c;
+          break;
         }
       }
-      throw new CniError(ErrorCode.RangeExhausted, `no free address left in range set ${rangeSetText(set)} of network ${conf.network}`);
-    });
+      if (!got) throw new CniError(ErrorCode.RangeExhausted, `no free address left in range set ${rangeSetText(set)} of network ${conf.network}`);
+      made.push(got);
+    }
   } catch (e) {
     for (const a of made) store.release({ ip: a.ip, ...owner });
     throw e;

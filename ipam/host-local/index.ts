@@ -21,8 +21,9 @@ function add(ctx: Context<HostLocalConf>): Result {
   const made = store.locked(() => allocate(store, conf, owner(ctx)));
   const result: Result = {
     cniVersion: ctx.conf.cniVersion,
-    ips: made.map((a) => ({ address: `${formatIP(a.ip)}/${a.range.subnet.length}`, gateway: formatIP(a.range.gateway) })),
+    ips: [],
   };
+  for (const a of made) result.ips!.push({ address: `${formatIP(a.ip)}/${a.range.subnet.length}`, gateway: formatIP(a.range.gateway) });
   if (conf.routes.length > 0) result.routes = conf.routes;
   if (dns) result.dns = dns;
   return result;

@@ -13,7 +13,7 @@
 import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, EEXIST } from '../../lib/sys/index.ts';
 import { writeFileAtomic, ensurePrivateDir } from '../../lib/state/index.ts';
 import { readFileIfExists, listDirIfExists, removeFile, isDirectory, isNotFound, writeAll, dirname } from '../../lib/fs/index.ts';
-import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
+import { type IPAddr, tryParseIP, formatIP, equalIP } from '../../lib/ip/index.ts';
 
 const LAST_RESERVED = 'last_reserved_ip.';
 const TMP = '.tmp-';
@@ -149,7 +149,12 @@ export class DiskStore implements LeaseStore {
 
   private indexed(owner: Owner): IPAddr[] {
     const text = readFileIfExists(this.indexPath(owner)) ?? '';
-    return text.split('\n').flatMap((l) => tryParseIP(l.trim()) ?? []);
+    const out: IPAddr[] = [];
+    for (const l of text.split('\n')) {
+      const ip = tryParseIP(l.trim());
+      if (ip) out.push(ip);
+    }
+    return out;
   }
 
   /**
@@ -160,7 +165,11 @@ export class DiskStore implements LeaseStore {
   private writeIndex(owner: Owner, ips: IPAddr[]): void {
     const path = this.indexPath(owner);
     if (ips.length === 0) removeFile(path);
-    else this.writeInPlace(path, ips.map(formatIP).join('\n'));
+    else {
+      let text = '';
+      for (const ip of ips) text += `${text ? '\n' : ''}${formatIP(ip)}`;
+      this.writeInPlace(path, text);
+    }
   }
 
   private writeInPlace(path: string, text: string): void {
@@ -244,14 +253,18 @@ export class DiskStore implements LeaseStore {
     // A hint for round robin, written in place as the reference does: torn by a crash, it reads as absent.
     this.writeInPlace(`${this.dir}/${LAST_RESERVED}${rangeSet}`, formatIP(ip));
     this.ensureIndex();
-    this.writeIndex(owner, [...this.indexed(owner).filter((a) => formatIP(a) !== formatIP(ip)), ip]);
+    const ips: IPAddr[] = [];
+    for (const a of this.indexed(owner)) if (!equalIP(a, ip)) ips.push(a);
+    ips.push(ip);
+    this.writeIndex(owner, ips);
     return true;
   }
 
   release(lease: Lease): void {
     removeFile(`${this.dir}/${formatIP(lease.ip)}`);
     const owner = { containerId: lease.containerId, ifname: lease.ifname };
-    const rest = this.indexed(owner).filter((a) => formatIP(a) !== formatIP(lease.ip));
+    const rest: IPAddr[] = [];
+    for (const a of this.indexed(owner)) if (!equalIP(a, lease.ip)) rest.push(a);
     this.writeIndex(owner, rest);
   }
 

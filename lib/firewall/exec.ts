@@ -19,9 +19,9 @@ const resolved = new Map<string, string | null>();
 export function findTool(name: string): string | undefined {
   const cached = resolved.get(name);
   if (cached !== undefined) return cached ?? undefined;
-  const dirs = [...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...FALLBACK_DIRS];
   let found: string | null = null;
-  for (const dir of dirs) {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), ...FALLBACK_DIRS]) {
+    if (!dir.startsWith('/')) continue;
     const p = `${dir}/${name}`;
     if (isExecutable(p)) {
       found = p;

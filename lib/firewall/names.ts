@@ -5,31 +5,29 @@
 // names stay within iptables' 28 characters.
 import { type IPAddr, type Prefix, contains, formatIP, formatPrefix } from '../ip/index.ts';
 import { sys } from '../sys/index.ts';
+import { isCniName, isPlainIfname, hasIfnameForbiddenChar } from '../spec/names.ts';
 import { FirewallError, type AttachmentKey, type MasqEntry, type NetworkPolicy } from './types.ts';
 
-// CNI SPEC: network names and container IDs.
-const CNI_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-// A Linux interface name that is also safe inside iptables arguments and nft
-// quoted strings: no wildcard characters ('+' for iptables, '*' for nft), no
-// quotes, spaces or separators.
-const SAFE_IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
-
 export function validateKey(key: AttachmentKey): void {
-  if (!CNI_NAME.test(key.network)) {
+  if (!isCniName(key.network)) {
     throw new FirewallError(`network name "${printable(key.network)}" is not a valid CNI network name`);
   }
-  if (!CNI_NAME.test(key.containerId)) {
+  if (!isCniName(key.containerId)) {
     throw new FirewallError(`container ID "${printable(key.containerId)}" is not a valid CNI container ID`);
   }
   // CNI allows any ifname the kernel allows; only its hash reaches the rules.
-  if (key.ifname.length === 0 || key.ifname.length > 15 || /[/:\s\0]/.test(key.ifname) || key.ifname === '.' || key.ifname === '..') {
+  if (key.ifname.length === 0 || key.ifname.length > 15 || hasIfnameForbiddenChar(key.ifname) || key.ifname === '.' || key.ifname === '..') {
     throw new FirewallError(`interface name "${printable(key.ifname)}" is not a valid interface name`);
   }
 }
 
-/** Bridge names go into rules verbatim (-i/-o, iifname/oifname), so they must be plain. */
+/**
+ * Bridge names go into rules verbatim (-i/-o, iifname/oifname), so they must
+ * be plain: no wildcard characters ('+' for iptables, '*' for nft), no quotes,
+ * spaces or separators.
+ */
 export function validateBridge(bridge: string): void {
-  if (!SAFE_IFNAME.test(bridge)) {
+  if (!isPlainIfname(bridge)) {
     throw new FirewallError(
       `bridge name "${printable(bridge)}" must be 1-15 characters of letters, digits, '_', '.', '@' or '-'`,
     );
@@ -88,7 +86,8 @@ export function subnetTag(subnet: Prefix): string {
  * already limited network and container names to [A-Za-z0-9_.-]).
  */
 export function describeKey(key: AttachmentKey): string {
-  const ifname = key.ifname.replace(/[^A-Za-z0-9_.@-]/g, '_');
+  let ifname = '';
+  for (let i = 0; i < key.ifname.length; i++) ifname += isPlainIfname(key.ifname[i]!) ? key.ifname[i] : '_';
   return `net=${key.network.slice(0, 48)} id=${key.containerId.slice(0, 12)} if=${ifname}`;
 }
 

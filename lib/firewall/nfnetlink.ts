@@ -33,6 +33,7 @@ const NFTA_VERDICT_CODE = 1;
 const NFTA_VERDICT_CHAIN = 2;
 const NFTNL_UDATA_SET_ELEM_COMMENT = 0;
 const IFNAMSIZ = 16;
+const te = new TextEncoder();
 
 const VERDICTS: Record<string, number> = { drop: 0, accept: 1, continue: -1, return: -5 };
 const JUMPS: Record<string, number> = { jump: -3, goto: -4 };
@@ -53,6 +54,18 @@ export type SetTypes = ReadonlyMap<string, string>;
 /** The batch cannot go over netlink (a type not encoded here, or no nfnetlink): use nft. */
 export class BatchUnsupported extends Error {}
 
+/** A plain decimal ("0", "80"), or -1: no regular expression on the plugin path (its first use costs ~50 µs). */
+function decimal(text: string): number {
+  if (text.length === 0 || text.length > 10) return -1;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
 /** One atom of a key or value, 4-byte aligned as nf_tables registers hold it in a concatenation. */
 function encodeAtom(type: string, text: string, inConcat: boolean): Uint8Array {
   const pad = (b: Uint8Array) => (inConcat && b.length % 4 !== 0 ? concat([b, new Uint8Array(4 - (b.length % 4))]) : b);
@@ -64,17 +77,18 @@ function encodeAtom(type: string, text: string, inConcat: boolean): Uint8Array {
       return ipToBytes(ip);
     }
     case 'inet_proto': {
-      const p = PROTOCOLS[text] ?? (/^\d+$/.test(text) ? Number(text) : NaN);
+      const p = PROTOCOLS[text] ?? decimal(text);
       if (!(p >= 0 && p <= 255)) throw new BatchUnsupported(`"${text}" is not an inet_proto`);
       return pad(Uint8Array.of(p));
     }
     case 'inet_service': {
-      const n = /^\d+$/.test(text) ? Number(text) : NaN;
+      const n = decimal(text);
       if (!(n >= 0 && n <= 65535)) throw new BatchUnsupported(`"${text}" is not an inet_service`);
       return pad(Uint8Array.of(n >> 8, n & 0xff));
     }
     case 'ifname': {
-      const name = new TextEncoder().encode(text.replace(/^"(.*)"$/, '$1'));
+      const bare = text.length >= 2 && text.startsWith('"') && text.endsWith('"') ? text.slice(1, -1) : text;
+      const name = te.encode(bare);
       if (name.length >= IFNAMSIZ) throw new BatchUnsupported(`"${text}" is not an ifname`);
       const b = new Uint8Array(IFNAMSIZ);
       b.set(name);
@@ -87,14 +101,18 @@ function encodeAtom(type: string, text: string, inConcat: boolean): Uint8Array {
 
 function encodeValue(type: string, text: string): Uint8Array {
   const types = type.split(' . ');
-  const atoms = text.split(' . ').map((a) => a.trim());
+  const atoms = text.split(' . ');
   if (atoms.length !== types.length) throw new BatchUnsupported(`"${text}" does not match ${type}`);
-  return concat(atoms.map((a, i) => encodeAtom(types[i]!, a, types.length > 1)));
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < atoms.length; i++) parts.push(encodeAtom(types[i]!, atoms[i]!.trim(), types.length > 1));
+  return concat(parts);
 }
 
 function encodeData(type: string, text: string): Uint8Array {
   if (type !== 'verdict') return attr(NFTA_DATA_VALUE, encodeValue(type, text));
-  const [word, chain] = text.trim().split(/\s+/);
+  const words = text.trim().split(' ');
+  if (words.length > 2) throw new BatchUnsupported(`"${text}" is not a verdict`);
+  const [word, chain] = words;
   const code = new Uint8Array(4);
   if (word !== undefined && word in JUMPS && chain) {
     new DataView(code.buffer).setInt32(0, JUMPS[word]!);
@@ -108,7 +126,7 @@ function encodeData(type: string, text: string): Uint8Array {
 }
 
 function encodeComment(comment: string): Uint8Array {
-  const text = new TextEncoder().encode(comment);
+  const text = te.encode(comment);
   // nftnl udata TLV: one byte type, one byte length, the NUL-terminated text.
   if (text.length + 1 > 255) throw new BatchUnsupported('comment too long');
   return attr(NFTA_SET_ELEM_USERDATA, concat([Uint8Array.of(NFTNL_UDATA_SET_ELEM_COMMENT, text.length + 1), text, Uint8Array.of(0)]));
@@ -165,13 +183,11 @@ let seqBase = Math.floor(Math.random() * 0x3fffffff);
  */
 export function applyBatch(table: string, types: SetTypes, changes: readonly ElemChange[]): BatchOutcome {
   const first = (seqBase += changes.length + 3);
-  const encoded = changes.map((c, i) => encodeChange(table, types, c, first + 1 + i));
   const resId = NFNL_SUBSYS_NFTABLES;
-  const batch = concat([
-    message(NFNL_MSG_BATCH_BEGIN, 0, first, 0, resId, []),
-    ...encoded,
-    message(NFNL_MSG_BATCH_END, 0, first + 1 + changes.length, 0, resId, []),
-  ]);
+  const parts: Uint8Array[] = [message(NFNL_MSG_BATCH_BEGIN, 0, first, 0, resId, [])];
+  for (let i = 0; i < changes.length; i++) parts.push(encodeChange(table, types, changes[i]!, first + 1 + i));
+  parts.push(message(NFNL_MSG_BATCH_END, 0, first + 1 + changes.length, 0, resId, []));
+  const batch = concat(parts);
   // A request after the batch: its answer comes after every answer of the batch.
   const fenceSeq = first + 2 + changes.length;
   const fence = message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []);
@@ -186,7 +202,8 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
   try {
     sys.send(fd, batch);
     sys.send(fd, fence);
-    const errors: number[] = changes.map(() => 0);
+    const errors: number[] = [];
+    for (let i = 0; i < changes.length; i++) errors.push(0);
     let batchError: number = 0;
     const buf = new Uint8Array(1 << 16);
     for (let done = false; !done; ) {
@@ -206,10 +223,17 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
         off += (len + 3) & ~3;
       }
     }
+    let failed = false;
+    for (const e of errors) if (e !== 0) failed = true;
     // A commit that failed as a whole is reported against the batch header.
-    if (batchError !== 0 && !errors.some((e) => e !== 0)) errors.fill(batchError);
-    deleted = !errors.some((e) => e !== 0) && changes.some((c) => c.op === 'delete');
-    return { errors, messages: errors.map((e) => (e === 0 ? '' : `Could not process rule: ${STRERROR[e] ?? errnoName(e)}`)) };
+    if (batchError !== 0 && !failed) {
+      for (let i = 0; i < errors.length; i++) errors[i] = batchError;
+      failed = true;
+    }
+    for (const c of changes) if (c.op === 'delete') deleted = !failed;
+    const messages: string[] = [];
+    for (const e of errors) messages.push(e === 0 ? '' : `Could not process rule: ${STRERROR[e] ?? errnoName(e)}`);
+    return { errors, messages };
   } catch (e) {
     if (e instanceof SysError) throw new Error(`nf_tables batch: ${e.message}`);
     throw e;

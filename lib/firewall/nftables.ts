@@ -33,7 +33,7 @@ import {
 import {
   TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
 } from './nft.ts';
-import { applyBatch, BatchUnsupported } from './nfnetlink.ts';
+import { applyBatch, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
@@ -68,11 +68,21 @@ const MAX_NETLINK_BATCH = 256;
  * nfnetlink, the rest through `nft -f`, with the same outcome either way.
  */
 function apply<T>(lines: readonly NftLine<T>[]): NftOutcome<T> {
-  if (lines.length > 0 && lines.length <= MAX_NETLINK_BATCH && lines.every((l) => l.elem)) {
+  // Loops rather than array builtins here and in the other per-ADD/DEL paths:
+  // each builtin's first use costs a plugin exec tens of µs under Bun.
+  const elems: ElemChange[] = [];
+  for (const l of lines) if (l.elem) elems.push(l.elem);
+  if (lines.length > 0 && lines.length <= MAX_NETLINK_BATCH && elems.length === lines.length) {
     try {
-      const r = applyBatch(TABLE_NAME, SET_TYPES, lines.map((l) => l.elem!));
-      const failures = r.errors.flatMap((e, i) => (e === 0 ? [] : [{ line: lines[i], message: r.messages[i]! }]));
-      return { ok: failures.length === 0, failures, stdout: '', stderr: failures.map((f) => `${f.line?.text}: ${f.message}`).join('\n') };
+      const r = applyBatch(TABLE_NAME, SET_TYPES, elems);
+      const failures: NftOutcome<T>['failures'] = [];
+      let stderr = '';
+      for (let i = 0; i < lines.length; i++) {
+        if (r.errors[i] === 0) continue;
+        failures.push({ line: lines[i], message: r.messages[i]! });
+        stderr += `${stderr ? '\n' : ''}${lines[i]!.text}: ${r.messages[i]}`;
+      }
+      return { ok: failures.length === 0, failures, stdout: '', stderr };
     } catch (e) {
       if (!(e instanceof BatchUnsupported)) throw e;
     }
@@ -117,7 +127,14 @@ const IPKW = { 4: 'ip', 6: 'ip6' } as const;
 
 /** An anonymous set of prefixes in the order nft prints them (ascending), so listings compare equal. */
 function anonSet(items: string[]): string {
-  const sorted = [...items].sort((a, b) => compareIP(parseIP(a.split('/')[0]!), parseIP(b.split('/')[0]!)));
+  const at = (s: string) => parseIP(s.slice(0, s.indexOf('/')));
+  // Insertion sort: two or three items, and no Array.prototype.sort on the ADD path.
+  const sorted: string[] = [];
+  for (const item of items) {
+    let i = sorted.length;
+    while (i > 0 && compareIP(at(sorted[i - 1]!), at(item)) > 0) i--;
+    sorted.splice(i, 0, item);
+  }
   return `{ ${sorted.join(', ')} }`;
 }
 
@@ -256,7 +273,13 @@ function compile(ops: readonly SetupOp[]): Compiled {
     else compileNetwork(op.policy, out);
   }
   const seen = new Set<string>();
-  out.chains = out.chains.filter((c) => !seen.has(c.name) && seen.add(c.name));
+  const chains: ChainDef[] = [];
+  for (const c of out.chains) {
+    if (seen.has(c.name)) continue;
+    seen.add(c.name);
+    chains.push(c);
+  }
+  out.chains = chains;
   return out;
 }
 
@@ -312,7 +335,9 @@ function repairLines(c: Compiled): NftLine<Elem>[] {
 function setupNft(ops: readonly SetupOp[]): void {
   const c = compile(ops);
   if (c.elems.length === 0) return;
-  let r = apply(c.elems.map(addElementLine));
+  const lines: NftLine<Elem>[] = [];
+  for (const e of c.elems) lines.push(addElementLine(e));
+  let r = apply(lines);
   if (r.ok) return;
   // First use, a new subnet or policy, or a stale value: read, repair, retry.
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -473,15 +498,16 @@ export class NftablesFirewall implements Firewall {
     validateKey(key);
     validateEntries(entries);
     const own = ownerTag(key);
-    const groups: DelGroup[] = entries.map((e) => {
+    const groups: DelGroup[] = [];
+    for (const e of entries) {
       const f = e.address.family;
       const addr = formatIP(e.address);
-      return {
+      groups.push({
         owner: { set: `masqowner${f}`, key: addr, data: own },
         items: [{ set: `masq${f}`, key: addr, data: `goto ${masqChain(e.subnet).name}`, onProbeFail: 'bare', mode: 'probe' }],
         dropped: false,
-      };
-    });
+      });
+    }
     runDel(groups, `removing masquerade for ${describeKey(key)}`);
   }
 
@@ -527,14 +553,16 @@ export class NftablesFirewall implements Firewall {
   delPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
     validateKey(key);
     const own = ownerTag(key);
-    const groups: DelGroup[] = flattenPorts(request).map((p) => {
+    const groups: DelGroup[] = [];
+    for (const p of flattenPorts(request)) {
       const cip = formatIP(p.container);
-      const items: DelItem[] = p.mappings.map((m) => ({ ...mappingKey(m), data: `${cip} . ${m.containerPort}`, onProbeFail: 'drop', mode: 'probe' }));
+      const items: DelItem[] = [];
+      for (const m of p.mappings) items.push({ ...mappingKey(m), data: `${cip} . ${m.containerPort}`, onProbeFail: 'drop', mode: 'probe' });
       const snat = portSnatTarget(request, p.subnet);
       // The SNAT element is keyed by the container address, which the owner check has proven ours.
       if (snat) items.push({ set: `portsnat${p.family}`, key: cip, data: `goto ${snat.name}`, onProbeFail: 'bare', mode: 'probe' });
-      return { owner: { set: `portowner${p.family}`, key: cip, data: own }, items, dropped: false };
-    });
+      groups.push({ owner: { set: `portowner${p.family}`, key: cip, data: own }, items, dropped: false });
+    }
     runDel(groups, `removing port mappings for ${describeKey(key)}`);
   }
 

@@ -58,7 +58,9 @@ export function flattenPorts(req: PortMappingRequest): FamilyPorts[] {
       target.mappings.push({ family: f, hostIP, hostPort: m.hostPort, protocol: m.protocol, container: target.container, containerPort: m.containerPort });
     }
   }
-  return [...byFamily.values()].filter((p) => p.mappings.length > 0);
+  const out: FamilyPorts[] = [];
+  for (const p of byFamily.values()) if (p.mappings.length > 0) out.push(p);
+  return out;
 }
 
 export function describeMapping(m: FlatMapping): string {

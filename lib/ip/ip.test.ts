@@ -15,10 +15,13 @@ describe('lib/ip', () => {
     expect(formatIP(parseIP('::1'))).toBe('::1');
     expect(formatIP(parseIP('fe80::'))).toBe('fe80::');
     expect(formatIP(parseIP('::ffff:10.0.0.1'))).toBe('::ffff:a00:1');
+    expect(formatIP(parseIP('ABCD:0:0:0:0:0:0:EF01'))).toBe('abcd::ef01');
+    expect(formatIP(parseIP('0.0.0.0'))).toBe('0.0.0.0');
+    expect(formatIP(parseIP('255.255.255.255'))).toBe('255.255.255.255');
   });
 
   it('rejects what is not an address', () => {
-    for (const s of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.1.1.1', '1.2.3.4/24', ':::', '1::2::3', '12345::', 'g::1', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7::8']) {
+    for (const s of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.1.1.1', '1.2.3.4/24', ':::', '1::2::3', '12345::', 'g::1', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7::8', '1::2:', ':1::2', '1:2:3:4:5:6:7:8:', '1.2.3.-4', '1.2..3', ' 1.2.3.4', '1::2 ']) {
       expect(tryParseIP(s), s).toBeUndefined();
     }
     expect(() => parseIP('nope')).toThrow(/"nope" is not an IP address/);

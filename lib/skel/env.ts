@@ -1,6 +1,7 @@
 // The CNI_* environment of one invocation, checked per command as SPEC
 // section 2 and the reference skel require.
 import { CniError, ErrorCode } from './errors.ts';
+import { isCniName, hasIfnameForbiddenChar } from '../spec/names.ts';
 
 export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -26,10 +27,8 @@ export interface Invocation {
   path: string[];
 }
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
-
 export function validateContainerId(id: string): void {
-  if (!CONTAINER_ID.test(id) || id.length > 1024) {
+  if (!isCniName(id) || id.length > 1024) {
     throw new CniError(ErrorCode.InvalidEnvironment, `invalid CNI_CONTAINERID ${JSON.stringify(id)}: must start with an alphanumeric character, then alphanumerics, '_', '.' or '-'`);
   }
 }
@@ -44,7 +43,7 @@ function utf8Length(s: string): number {
 /** Linux interface name rules (dev_valid_name): 1-15 bytes, not . or .., no '/', ':' or whitespace. */
 export function validateIfname(name: string, variable = 'CNI_IFNAME'): void {
   const bad =
-    name.length === 0 || utf8Length(name) > 15 || name === '.' || name === '..' || /[/:\s]/.test(name);
+    name.length === 0 || utf8Length(name) > 15 || name === '.' || name === '..' || hasIfnameForbiddenChar(name);
   if (bad) {
     throw new CniError(ErrorCode.InvalidEnvironment, `invalid ${variable} ${JSON.stringify(name)}: an interface name has 1 to 15 characters and no '/', ':' or whitespace`);
   }
@@ -76,6 +75,12 @@ export function checkKnownArgs(args: Map<string, string>, known: readonly string
   }
 }
 
+function nonEmpty(parts: string[]): string[] {
+  const out: string[] = [];
+  for (const p of parts) if (p !== '') out.push(p);
+  return out;
+}
+
 export function readInvocation(env: NodeJS.ProcessEnv): Invocation {
   const raw = env.CNI_COMMAND ?? '';
   if (raw === '') throw new CniError(ErrorCode.InvalidEnvironment, 'required env variables [CNI_COMMAND] missing');
@@ -83,7 +88,8 @@ export function readInvocation(env: NodeJS.ProcessEnv): Invocation {
     throw new CniError(ErrorCode.InvalidEnvironment, `unknown CNI_COMMAND ${JSON.stringify(raw)}: expected one of ${COMMANDS.join(', ')}`);
   }
   const command = raw as Command;
-  const missing = REQUIRED[command].filter((v) => !env[v]);
+  const missing: Var[] = [];
+  for (const v of REQUIRED[command]) if (!env[v]) missing.push(v);
   if (missing.length > 0) {
     throw new CniError(ErrorCode.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
   }
@@ -93,7 +99,7 @@ export function readInvocation(env: NodeJS.ProcessEnv): Invocation {
     netns: env.CNI_NETNS ?? '',
     ifname: env.CNI_IFNAME ?? '',
     args: parseCniArgs(env.CNI_ARGS ?? ''),
-    path: (env.CNI_PATH ?? '').split(':').filter((p) => p !== ''),
+    path: nonEmpty((env.CNI_PATH ?? '').split(':')),
   };
   if (REQUIRED[command].includes('CNI_CONTAINERID')) validateContainerId(inv.containerId);
   if (REQUIRED[command].includes('CNI_IFNAME')) validateIfname(inv.ifname);

@@ -3,6 +3,7 @@
 import type { BridgeConf } from '../../lib/spec/index.ts';
 import { CniError, ErrorCode, type Invocation } from '../../lib/skel/index.ts';
 import { DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
+import { parseMac } from '../../lib/netlink/codec.ts';
 
 export const DEFAULT_BRIDGE = 'cni0';
 
@@ -28,10 +29,8 @@ export interface BridgeOptions {
   mac?: string;
 }
 
-const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
-
 function checkMac(mac: string, where: string): string {
-  if (!MAC.test(mac)) throw new CniError(ErrorCode.InvalidConfig, `invalid MAC address ${JSON.stringify(mac)} in ${where}`);
+  if (!parseMac(mac)) throw new CniError(ErrorCode.InvalidConfig, `invalid MAC address ${JSON.stringify(mac)} in ${where}`);
   // A multicast MAC (low bit of the first octet) cannot be a unicast interface's address.
   if (parseInt(mac.slice(0, 2), 16) & 1) throw new CniError(ErrorCode.InvalidConfig, `MAC address ${mac} in ${where} is a multicast address`);
   return mac.toLowerCase();

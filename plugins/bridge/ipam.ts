@@ -16,7 +16,8 @@ function ipamConf(ctx: Context<BridgeConf>): NetConf {
 }
 
 function run(ctx: Context<BridgeConf>, command: Command): Promise<unknown> {
-  const args = [...ctx.inv.args].map(([k, v]) => `${k}=${v}`).join(';');
+  let args = '';
+  for (const [k, v] of ctx.inv.args) args += `${args ? ';' : ''}${k}=${v}`;
   return delegate(ipamConf(ctx), {
     command,
     containerId: ctx.inv.containerId,

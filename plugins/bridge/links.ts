@@ -95,7 +95,9 @@ export function configureContainer(
   return Netlink.inNetns(netns, (nl) => {
     const link = nl.link(ifname);
     if (!link) throw new CniError(ErrorCode.Internal, `${ifname} is missing in ${netns} right after it was created`);
-    if (!o.enableDad && addresses.some((a) => a.prefix.ip.family === 6)) {
+    let hasV6 = false;
+    for (const a of addresses) if (a.prefix.ip.family === 6) hasV6 = true;
+    if (!o.enableDad && hasV6) {
       // Without DAD the address is usable at once; a duplicate is IPAM's business.
       writeSysctl(`net/ipv6/conf/${ifname}/accept_dad`, '0');
     }
@@ -124,8 +126,13 @@ export function ensureGatewayAddresses(nl: Netlink, o: BridgeOptions, bridge: Li
   const added: Prefix[] = [];
   const present = nl.addresses({ index: bridge.index });
   for (const gw of gateways) {
-    if (present.some((a) => equalIP(a.address, gw.ip) && a.prefix.length === gw.length)) continue;
-    const clash = present.find((a) => a.family === gw.ip.family && a.scope === 0 && contains(networkOf(gw), a.address));
+    let here = false;
+    let clash: (typeof present)[number] | undefined;
+    for (const a of present) {
+      if (equalIP(a.address, gw.ip) && a.prefix.length === gw.length) here = true;
+      else if (!clash && a.family === gw.ip.family && a.scope === 0 && contains(networkOf(gw), a.address)) clash = a;
+    }
+    if (here) continue;
     if (clash) {
       if (!o.forceAddress) {
         throw new CniError(ErrorCode.InvalidConfig, `bridge ${o.bridge} already has ${clash.cidr}, not the gateway ${formatPrefix(gw)} (set forceAddress to replace it)`);

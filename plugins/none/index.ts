@@ -1,6 +1,6 @@
 // Loopback only: Docker's --net none, and a drop-in for the reference
 // `loopback` plugin (installed under both names).
-import type { NoneConf, Result } from '../../lib/spec/index.ts';
+import type { NoneConf, Result, IPConfig } from '../../lib/spec/index.ts';
 import { validateNoneConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { NetnsError } from '../../lib/netns/index.ts';
@@ -16,11 +16,9 @@ function add(ctx: Context<NoneConf>): Result {
     return nl.addresses({ index: lo.index });
   });
   if (ctx.prevResult) return ctx.prevResult;
-  return {
-    cniVersion: ctx.conf.cniVersion,
-    interfaces: [{ name: LO, mac: '00:00:00:00:00:00', sandbox: ctx.inv.netns }],
-    ips: addresses.map((a) => ({ address: a.cidr, interface: 0 })),
-  };
+  const ips: IPConfig[] = [];
+  for (const a of addresses) ips.push({ address: a.cidr, interface: 0 });
+  return { cniVersion: ctx.conf.cniVersion, interfaces: [{ name: LO, mac: '00:00:00:00:00:00', sandbox: ctx.inv.netns }], ips };
 }
 
 function check(ctx: Context<NoneConf>): void {

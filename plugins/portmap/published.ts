@@ -41,13 +41,17 @@ export class PublishedPorts {
 
   /** Drops one holder of a port (e.g. one whose record is gone). */
   drop(protocol: Protocol, port: number, key: AttachmentKey): void {
-    this.write(protocol, port, this.holders(protocol, port).filter((h) => !sameKey(h, key)));
+    const rest: PortHolder[] = [];
+    for (const h of this.holders(protocol, port)) if (!sameKey(h, key)) rest.push(h);
+    this.write(protocol, port, rest);
   }
 
   add(key: AttachmentKey, ports: readonly Published[]): void {
     for (const p of ports) {
-      const others = this.holders(p.protocol, p.hostPort).filter((h) => !sameKey(h, key) || h.hostIP !== p.hostIP);
-      this.write(p.protocol, p.hostPort, [...others, { ...key, hostIP: p.hostIP, containerPort: p.containerPort }]);
+      const holders: PortHolder[] = [];
+      for (const h of this.holders(p.protocol, p.hostPort)) if (!sameKey(h, key) || h.hostIP !== p.hostIP) holders.push(h);
+      holders.push({ ...key, hostIP: p.hostIP, containerPort: p.containerPort });
+      this.write(p.protocol, p.hostPort, holders);
     }
   }
 
