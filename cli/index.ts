@@ -1,7 +1,7 @@
 // The `cnikit` command.
 import { Command } from 'commander';
 import { SUPPORTED_VERSIONS, CniError } from '../lib/skel/index.ts';
-import { PLUGIN_NAMES } from '../plugins/registry.ts';
+import { PLUGIN_NAMES } from '../plugins/names.ts';
 import { install } from './install.ts';
 import { registerCni } from './cni.ts';
 import { registerLab } from './lab.ts';

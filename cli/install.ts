@@ -2,7 +2,7 @@
 // plugin name, the way a runtime expects to find plugins in its CNI bin dir.
 import { copyFileSync, chmodSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { PLUGIN_NAMES } from '../plugins/registry.ts';
+import { PLUGIN_NAMES } from '../plugins/names.ts';
 
 export interface InstallResult {
   executable: string;

@@ -1,11 +1,15 @@
-// Every plugin the executable answers to, by the name a runtime execs.
-// Loaded on demand so an invocation parses only its own plugin's code.
+// cnikit's plugins as in-process implementations, for the chaining driver
+// and the CLI. Loaded on demand. (An exec of a plugin does not come here:
+// main.ts runs its entry point, plugins/<name>/main.ts.)
 import type { Plugin } from '../lib/skel/index.ts';
 import type { NetConf } from '../lib/spec/index.ts';
+import { isPlugin, type PluginName } from './names.ts';
+
+export { PLUGIN_NAMES, isPlugin } from './names.ts';
 
 type Loader = () => Promise<Plugin<NetConf>>;
 
-export const PLUGINS: Record<string, Loader> = {
+export const PLUGINS: Record<PluginName, Loader> = {
   none: async () => (await import('./none/index.ts')).nonePlugin,
   loopback: async () => (await import('./none/index.ts')).nonePlugin,
   host: async () => (await import('./host/index.ts')).hostPlugin,
@@ -14,11 +18,5 @@ export const PLUGINS: Record<string, Loader> = {
   'host-local': async () => (await import('../ipam/host-local/index.ts')).hostLocalPlugin,
 };
 
-export const PLUGIN_NAMES = Object.keys(PLUGINS);
-
-export function isPlugin(name: string | undefined): name is string {
-  return name !== undefined && Object.hasOwn(PLUGINS, name);
-}
-
 /** cnikit's own plugins as an in-process resolver for lib/invoke. */
-export const ownPlugins = async (type: string): Promise<Plugin<NetConf> | undefined> => (isPlugin(type) ? PLUGINS[type]!() : undefined);
+export const ownPlugins = async (type: string): Promise<Plugin<NetConf> | undefined> => (isPlugin(type) ? PLUGINS[type]() : undefined);

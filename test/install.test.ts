@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { DIST } from './dist.ts';
-import { PLUGIN_NAMES } from '../plugins/registry.ts';
+import { PLUGIN_NAMES } from '../plugins/names.ts';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

@@ -1,13 +1,15 @@
 // IPAM by delegation: the `ipam.type` plugin gets the whole network config,
-// as the reference does; cnikit's own IPAM runs in-process (same skel, same
-// on-disk effect), any other is exec'd from CNI_PATH.
+// as the reference does; cnikit's own IPAM, host-local, runs in-process (same
+// skel, same on-disk effect), any other is exec'd from CNI_PATH.
 import type { BridgeConf, Result, NetConf } from '../../lib/spec/index.ts';
 import { validationError } from '../../lib/spec/index.ts';
 import { validateResult } from '../../lib/spec/validators.gen.js';
-import { CniError, ErrorCode, toCurrent, type Context, type Command } from '../../lib/skel/index.ts';
+import { CniError, ErrorCode, toCurrent, type Context, type Command, type Plugin } from '../../lib/skel/index.ts';
 import { delegate } from '../../lib/invoke/index.ts';
 import { ownPluginsUnlessShadowed } from '../../lib/invoke/resolve.ts';
-import { ownPlugins } from '../registry.ts';
+import { hostLocalPlugin } from '../../ipam/host-local/index.ts';
+
+const ownIpam = async (type: string): Promise<Plugin<NetConf> | undefined> => (type === 'host-local' ? (hostLocalPlugin as Plugin<NetConf>) : undefined);
 
 function ipamConf(ctx: Context<BridgeConf>): NetConf {
   // The IPAM plugin is run with the network's config and its own type.
@@ -25,7 +27,7 @@ function run(ctx: Context<BridgeConf>, command: Command): Promise<unknown> {
     ifname: ctx.inv.ifname,
     args,
     path: ctx.inv.path,
-  }, { inProcess: ownPluginsUnlessShadowed(ctx.inv.path, ownPlugins) });
+  }, { inProcess: ownPluginsUnlessShadowed(ctx.inv.path, ownIpam) });
 }
 
 export async function ipamAdd(ctx: Context<BridgeConf>): Promise<Result> {

@@ -1,0 +1,5 @@
+// The host-local executable: an entry point of its own in dist/cnikit (see main.ts).
+import { runAndExit } from '../../lib/skel/main.ts';
+import { hostLocalPlugin } from './index.ts';
+
+await runAndExit(hostLocalPlugin);

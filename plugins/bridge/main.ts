@@ -1,0 +1,5 @@
+// The bridge executable: an entry point of its own in dist/cnikit (see main.ts).
+import { runAndExit } from '../../lib/skel/main.ts';
+import { bridgePlugin } from './index.ts';
+
+await runAndExit(bridgePlugin);

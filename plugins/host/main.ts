@@ -1,0 +1,5 @@
+// The host executable: an entry point of its own in dist/cnikit (see main.ts).
+import { runAndExit } from '../../lib/skel/main.ts';
+import { hostPlugin } from './index.ts';
+
+await runAndExit(hostPlugin);

@@ -1,0 +1,18 @@
+// The names the executable answers to as a plugin, by the name a runtime
+// execs, and the entry point each runs (paths from the repository root).
+export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local'] as const;
+export type PluginName = (typeof PLUGIN_NAMES)[number];
+
+export const PLUGIN_ENTRIES: Record<PluginName, string> = {
+  none: './plugins/none/main.ts',
+  loopback: './plugins/none/main.ts',
+  host: './plugins/host/main.ts',
+  bridge: './plugins/bridge/main.ts',
+  portmap: './plugins/portmap/main.ts',
+  'host-local': './ipam/host-local/main.ts',
+};
+export const CLI_ENTRY = './cli/main.ts';
+
+export function isPlugin(name: string | undefined): name is PluginName {
+  return name !== undefined && (PLUGIN_NAMES as readonly string[]).includes(name);
+}
