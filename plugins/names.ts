@@ -12,6 +12,8 @@ export const PLUGIN_ENTRIES: Record<PluginName, string> = {
   'host-local': './ipam/host-local/main.ts',
 };
 export const CLI_ENTRY = './cli/main.ts';
+/** Entry points the others import by their embedded path, only when needed (lib/sys embeddedModule). */
+export const LAZY_ENTRIES: readonly string[] = ['./lib/log/pino.ts'];
 
 export function isPlugin(name: string | undefined): name is PluginName {
   return name !== undefined && (PLUGIN_NAMES as readonly string[]).includes(name);

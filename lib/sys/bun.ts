@@ -221,6 +221,11 @@ export const sys: Sys = {
   nsType(fd) {
     return check('ioctl NS_GET_NSTYPE', c.ioctl(fd, NS_GET_NSTYPE));
   },
+  embeddedModule(path) {
+    // The compiled executable's modules live under /$bunfs/root/, next to its main module.
+    const main = Bun.main;
+    return main.startsWith('/$bunfs/') ? `${main.slice(0, main.lastIndexOf('/'))}/${path}` : undefined;
+  },
   exit(code) {
     c._exit(code);
     throw new Error('_exit returned');

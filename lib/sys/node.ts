@@ -132,6 +132,7 @@ export const sys: Sys = {
   fstat: (fd) => fsCall('fstat', undefined, () => statOf(fs.fstatSync(fd))),
   readdir: (path) => fsCall('readdir', path, () => fs.readdirSync(noNul(path))),
   exit: (code) => process.exit(code),
+  embeddedModule: () => undefined,
   nsType(fd) {
     const rc = Number(c.ioctl(fd, NS_GET_NSTYPE));
     if (rc < 0) throw new SysError('ioctl NS_GET_NSTYPE', koffi.errno());

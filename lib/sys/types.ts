@@ -127,4 +127,10 @@ export interface Sys {
    * synchronous, like a plugin's.
    */
   exit(code: number): never;
+  /**
+   * The specifier of `path` (from the repository root, e.g. "lib/log/pino.ts")
+   * as an entry point embedded in the compiled executable; undefined when not
+   * running as that executable (then the caller imports its source).
+   */
+  embeddedModule(path: string): string | undefined;
 }
