@@ -1,7 +1,7 @@
 // One JSON record per attachment (network + container ID + ifname) under a
 // plugin's data dir: what an ADD made, so that DEL and GC can undo it
 // without the netns, the interface or the prevResult.
-import { writeFileAtomic } from './index.ts';
+import { writeFileAtomic, createFile, rewriteFile } from './index.ts';
 import { readFileIfExists, listDirIfExists, removeFile } from '../fs/index.ts';
 
 /** Where cnikit plugins keep their records unless the config says otherwise. */
@@ -36,12 +36,32 @@ export class AttachmentStore<R extends AttachmentId> {
     }
   }
 
+  /** Replaces the record whole (rename(2)). */
   write(r: R): void {
     writeFileAtomic(`${this.dir}/${fileName(r)}`, JSON.stringify(r));
   }
 
+  /** The first record of an attachment (see createFile); replaces a stale one left by a crash. */
+  create(r: R): void {
+    createFile(`${this.dir}/${fileName(r)}`, JSON.stringify(r));
+  }
+
+  /** A record this process created, grown by what the ADD did since (see rewriteFile). */
+  update(r: R): void {
+    rewriteFile(`${this.dir}/${fileName(r)}`, JSON.stringify(r));
+  }
+
   remove(id: AttachmentId): void {
     removeFile(`${this.dir}/${fileName(id)}`);
+  }
+
+  /** Removes the empty files a writer killed between create and write leaves (see createFile); for GC. */
+  sweepEmpty(): void {
+    for (const n of listDirIfExists(this.dir)) {
+      if (!n.endsWith('.json')) continue;
+      const path = `${this.dir}/${n}`;
+      if (readFileIfExists(path) === '') removeFile(path);
+    }
   }
 
   list(): R[] {

@@ -66,10 +66,11 @@ const statBuf = new Uint8Array(256);
 const statView = new DataView(statBuf.buffer);
 
 function statResult(): FileStat {
-  // stx_mode @28 (u16), stx_ino @32, stx_dev_major @136, stx_dev_minor @140.
+  // stx_mode @28 (u16), stx_ino @32, stx_size @40, stx_dev_major @136, stx_dev_minor @140.
   return {
     mode: statView.getUint16(28, true),
     ino: Number(statView.getBigUint64(32, true)),
+    size: Number(statView.getBigUint64(40, true)),
     dev: statView.getUint32(136, true) * 0x100000 + statView.getUint32(140, true),
   };
 }

@@ -44,7 +44,7 @@ function noNul(path: string): string {
 }
 
 function statOf(st: fs.Stats): FileStat {
-  return { dev: st.dev, ino: st.ino, mode: st.mode };
+  return { dev: st.dev, ino: st.ino, mode: st.mode, size: st.size };
 }
 
 function check(call: string, rc: number | bigint): number {

@@ -74,6 +74,7 @@ export interface FileStat {
   ino: number;
   /** st_mode: type and permission bits. */
   mode: number;
+  size: number;
 }
 
 export const S_IFMT = 0o170000;

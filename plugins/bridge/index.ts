@@ -101,7 +101,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
   const nl = Netlink.open();
   try {
     // The record comes first: whatever a crash leaves from here on, DEL or GC can find.
-    store.write(record);
+    store.create(record);
     undo.push(() => store.remove({ containerId, ifname }));
 
     const { link: bridge, created } = ensureBridge(nl, o);
@@ -123,13 +123,13 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
       record.ips.push(ip.gateway ? { address: ip.address, gateway: ip.gateway } : { address: ip.address });
     }
     if (o.ipMasq) record.masqBackend = openFirewall(o.ipMasqBackend).backend;
-    store.write(record);
+    store.update(record);
 
     const { routes, result: resultRoutes } = plannedRoutes(o, ipam, addrs);
     const container = configureContainer(netns, ifname, o, addrs, routes);
     if (o.macspoofchk) {
       record.spoofCheckMac = container.mac;
-      store.write(record);
+      store.update(record);
       addMacSpoofCheck(hostName, container.mac);
       undo.push(() => delMacSpoofCheck(hostName, container.mac));
     }
@@ -282,6 +282,7 @@ async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> 
   const o = resolveOptions(ctx.conf, ctx.inv);
   const store = recordStore(o.dataDir, ctx.conf.name);
   const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
+  store.sweepEmpty();
   for (const r of store.list()) {
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     ctx.log.info({ containerId: r.containerId, ifname: r.ifname }, 'gc: removing a stale attachment');

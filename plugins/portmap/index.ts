@@ -186,7 +186,7 @@ function add(ctx: Context<PortmapConf>): Result {
       ...(conditions ? { conditions } : {}),
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
-    records.write(r);
+    records.create(r);
     index.add(key, ports);
     try {
       fw.addPortMappings(key, requestOf(r));
@@ -252,6 +252,7 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
   const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
   const records = store(ctx.conf);
   const backends = new Set<Backend>();
+  records.sweepEmpty();
   for (const r of records.list()) {
     backends.add(r.backend);
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;

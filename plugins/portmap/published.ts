@@ -3,7 +3,7 @@
 // it. Checking a port or choosing a free one reads only the ports in
 // question, so an ADD costs the same with 10 or 1,000 containers. Kept under
 // the portmap lock; the per-attachment records stay the source of truth.
-import { writeFileAtomic } from '../../lib/state/index.ts';
+import { createFile, rewriteFile } from '../../lib/state/index.ts';
 import { readFileIfExists, removeFile } from '../../lib/fs/index.ts';
 import type { AttachmentKey, Protocol } from '../../lib/firewall/index.ts';
 import type { Published } from './mappings.ts';
@@ -34,24 +34,31 @@ export class PublishedPorts {
     }
   }
 
-  private write(protocol: Protocol, port: number, holders: PortHolder[]): void {
-    if (holders.length === 0) removeFile(this.file(protocol, port));
-    else writeFileAtomic(this.file(protocol, port), JSON.stringify(holders));
+  /**
+   * Only read and written under the portmap lock, so a file is rewritten in
+   * place (no new inode, ~0.2 ms on ext4) and a new one created directly.
+   */
+  private write(protocol: Protocol, port: number, holders: PortHolder[], existed: boolean): void {
+    const file = this.file(protocol, port);
+    if (holders.length === 0) removeFile(file);
+    else if (existed) rewriteFile(file, JSON.stringify(holders));
+    else createFile(file, JSON.stringify(holders));
   }
 
   /** Drops one holder of a port (e.g. one whose record is gone). */
   drop(protocol: Protocol, port: number, key: AttachmentKey): void {
     const rest: PortHolder[] = [];
     for (const h of this.holders(protocol, port)) if (!sameKey(h, key)) rest.push(h);
-    this.write(protocol, port, rest);
+    this.write(protocol, port, rest, true);
   }
 
   add(key: AttachmentKey, ports: readonly Published[]): void {
     for (const p of ports) {
       const holders: PortHolder[] = [];
-      for (const h of this.holders(p.protocol, p.hostPort)) if (!sameKey(h, key) || h.hostIP !== p.hostIP) holders.push(h);
+      const before = this.holders(p.protocol, p.hostPort);
+      for (const h of before) if (!sameKey(h, key) || h.hostIP !== p.hostIP) holders.push(h);
       holders.push({ ...key, hostIP: p.hostIP, containerPort: p.containerPort });
-      this.write(p.protocol, p.hostPort, holders);
+      this.write(p.protocol, p.hostPort, holders, before.length > 0);
     }
   }
 
