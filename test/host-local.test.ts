@@ -156,6 +156,40 @@ describe('host-local', () => {
     expect(run('ADD', net.conf, 'ours1').out!.msg).toMatch(/already leased to ours1/);
   });
 
+  it('indexes an owner\'s leases by hard links (no file more per lease) and rewrites the round-robin hint shorter', () => {
+    const net = network({ ranges: [[{ subnet: '10.85.0.0/16' }]] });
+    expect(run('ADD', { ...net.conf, runtimeConfig: { ips: ['10.85.100.200'] } }, 'big').status).toBe(0);
+    expect(run('ADD', net.conf, 'c1').out!.ips![0]!.address).toBe('10.85.100.201/16');
+    const lease = statSync(join(net.dir, '10.85.100.201'));
+    // The index entry is the lease itself under a second name: one inode, two links.
+    expect(lease.nlink).toBe(2);
+    const buckets = readdirSync(join(net.dir, '.cnikit-owners')).filter((b) => b.length === 2);
+    const entries = buckets.flatMap((b) => readdirSync(join(net.dir, '.cnikit-owners', b)).map((e) => join(net.dir, '.cnikit-owners', b, e)));
+    expect(entries.map((e) => statSync(e).ino)).toContain(lease.ino);
+    expect(run('DEL', net.conf, 'c1').status).toBe(0);
+    expect(existsSync(join(net.dir, '10.85.100.201'))).toBe(false);
+    // Its entry went with it; the other owner's stays.
+    const left = buckets.flatMap((b) => readdirSync(join(net.dir, '.cnikit-owners', b)));
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/@10\.85\.100\.200$/);
+    // The hint is rewritten in place, no longer than the address it names.
+    writeFileSync(join(net.dir, 'last_reserved_ip.0'), '10.85.255.254');
+    expect(run('ADD', net.conf, 'c2').out!.ips![0]!.address).toBe('10.85.0.2/16');
+    expect(readFileSync(join(net.dir, 'last_reserved_ip.0'), 'utf8')).toBe('10.85.0.2');
+  });
+
+  it('re-indexes a directory indexed by an earlier cnikit (a file of addresses per owner)', () => {
+    const net = network({ ranges: [[{ subnet: '10.86.0.0/24' }]] });
+    mkdirSync(join(net.dir, '.cnikit-owners'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(net.dir, '10.86.0.7'), 'old2\r\neth0', { mode: 0o600 });
+    writeFileSync(join(net.dir, '.cnikit-owners', 'a'.repeat(32)), '10.86.0.7', { mode: 0o600 });
+    writeFileSync(join(net.dir, '.cnikit-owners', '.complete'), '', { mode: 0o600 });
+    expect(run('ADD', net.conf, 'old2').out!.msg).toMatch(/10\.86\.0\.7 is already leased to old2/);
+    expect(readdirSync(join(net.dir, '.cnikit-owners')).filter((n) => n.length === 32 || n === '.complete')).toEqual([]);
+    expect(run('DEL', net.conf, 'old2').status).toBe(0);
+    expect(net.leases()).toEqual([]);
+  });
+
   it('a directory written before the owner index existed: a second ADD is still refused, DEL still releases', () => {
     const net = network({ ranges: [[{ subnet: '10.84.0.0/24' }]] });
     mkdirSync(net.dir, { recursive: true, mode: 0o700 });

@@ -5,15 +5,18 @@
 //
 // Finding a container's leases in that layout means reading every lease file
 // (the reference does, on every ADD and DEL), which grows with the host. So
-// cnikit also keeps an index, `.cnikit-owners/<hash of owner>` holding the
-// owner's addresses. The reference's scans read those files too but never
-// match them (they hold addresses, not owners). Every index hit is checked
-// against the lease file itself; a DEL that finds nothing in the index still
-// scans, so leases the reference (or an older cnikit) wrote are released.
-import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, EEXIST } from '../../lib/sys/index.ts';
+// cnikit also keeps an index: `.cnikit-owners/<h>/<hash>@<ip>`, a hard link to
+// the lease of <ip>, where <hash> names the owner and <h> is its first two
+// hex digits (a bucket of a few entries, listed in one call). A link adds no
+// file to the disk: creating one costs ~0.2 ms on ext4, a link ~0.02 ms. The
+// reference's scans walk into it and find leases' contents, not lease names,
+// so they remove entries of owners they release and list none as addresses.
+// Every index hit is checked against the lease file itself; a DEL that finds
+// nothing in the index still scans, so leases the reference wrote are released.
+import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, EEXIST } from '../../lib/sys/index.ts';
 import { writeFileAtomic, ensurePrivateDir } from '../../lib/state/index.ts';
 import { readFileIfExists, listDirIfExists, removeFile, isDirectory, isNotFound, writeAll, dirname } from '../../lib/fs/index.ts';
-import { type IPAddr, tryParseIP, formatIP, equalIP } from '../../lib/ip/index.ts';
+import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
 
 const LAST_RESERVED = 'last_reserved_ip.';
 const TMP = '.tmp-';
@@ -23,7 +26,10 @@ const TMP_DIR = '.cnikit-tmp';
 const LINE_BREAK = '\r\n';
 const INDEX = '.cnikit-owners';
 // Written once the index covers every lease of the directory.
-const INDEX_COMPLETE = '.complete';
+const INDEX_COMPLETE = '.complete-links';
+// The index of earlier versions (a file of addresses per owner, `.complete`): swept when this one is built.
+const OLD_INDEX_COMPLETE = '.complete';
+const OLD_INDEX_NAME_LENGTH = 32;
 
 export interface Owner {
   containerId: string;
@@ -143,50 +149,49 @@ export class DiskStore implements LeaseStore {
     return text === undefined ? undefined : { ip, ...parseOwner(text) };
   }
 
-  private indexPath(owner: Owner): string {
-    return `${this.dir}/${INDEX}/${sys.sha256hex(`${owner.containerId}\0${owner.ifname}`).slice(0, 32)}`;
+  private ownerHash(owner: Owner): string {
+    return sys.sha256hex(`${owner.containerId}\0${owner.ifname}`).slice(0, 32);
   }
 
+  private bucket(hash: string): string {
+    return `${this.dir}/${INDEX}/${hash.slice(0, 2)}`;
+  }
+
+  /** The addresses the index lists for owner. */
   private indexed(owner: Owner): IPAddr[] {
-    const text = readFileIfExists(this.indexPath(owner)) ?? '';
+    const hash = this.ownerHash(owner);
+    const prefix = `${hash}@`;
     const out: IPAddr[] = [];
-    for (const l of text.split('\n')) {
-      const ip = tryParseIP(l.trim());
+    for (const name of listDirIfExists(this.bucket(hash))) {
+      if (!name.startsWith(prefix)) continue;
+      const ip = tryParseIP(name.slice(prefix.length));
       if (ip) out.push(ip);
     }
     return out;
   }
 
-  /**
-   * Written in place, not through a temporary: every entry is checked against
-   * its lease file, and a DEL that finds nothing in the index scans the
-   * leases, so a file torn by a crash costs a scan, never a wrong answer.
-   */
-  private writeIndex(owner: Owner, ips: IPAddr[]): void {
-    const path = this.indexPath(owner);
-    if (ips.length === 0) removeFile(path);
-    else {
-      let text = '';
-      for (const ip of ips) text += `${text ? '\n' : ''}${formatIP(ip)}`;
-      this.writeInPlace(path, text);
+  /** Links the lease file `lease` (of ip, held by owner) into the index. */
+  private indexAdd(owner: Owner, ip: IPAddr, lease: string): void {
+    const hash = this.ownerHash(owner);
+    const entry = `${this.bucket(hash)}/${hash}@${formatIP(ip)}`;
+    try {
+      sys.link(lease, entry);
+    } catch (e) {
+      if (isNotFound(e)) {
+        ensurePrivateDir(this.bucket(hash));
+      } else if (e instanceof SysError && e.errno === EEXIST) {
+        // Left by a release that did not finish: it links an older lease.
+        removeFile(entry);
+      } else {
+        throw e;
+      }
+      sys.link(lease, entry);
     }
   }
 
-  private writeInPlace(path: string, text: string): void {
-    let fd: number;
-    try {
-      fd = sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600);
-    } catch (e) {
-      // The index's directory is missing in a directory the reference made.
-      if (!isNotFound(e)) throw e;
-      ensurePrivateDir(dirname(path));
-      fd = sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600);
-    }
-    try {
-      writeAll(fd, text);
-    } finally {
-      sys.close(fd);
-    }
+  private indexRemove(owner: Owner, ip: IPAddr): void {
+    const hash = this.ownerHash(owner);
+    removeFile(`${this.bucket(hash)}/${hash}@${formatIP(ip)}`);
   }
 
   /** Builds the index from a scan, once per directory (it then stays complete). Under the lock. */
@@ -197,16 +202,25 @@ export class DiskStore implements LeaseStore {
       this.indexComplete = true;
       return;
     }
-    const byOwner = new Map<string, { owner: Owner; ips: IPAddr[] }>();
-    for (const l of this.leases()) {
-      const k = `${l.containerId}\0${l.ifname}`;
-      const e = byOwner.get(k) ?? byOwner.set(k, { owner: { containerId: l.containerId, ifname: l.ifname }, ips: [] }).get(k)!;
-      e.ips.push(l.ip);
+    for (const name of listDirIfExists(`${this.dir}/${INDEX}`)) {
+      if (name === OLD_INDEX_COMPLETE || name.length === OLD_INDEX_NAME_LENGTH) removeFile(`${this.dir}/${INDEX}/${name}`);
     }
-    for (const e of byOwner.values()) this.writeIndex(e.owner, e.ips);
-    // Only once every owner's file is whole: the marker is what makes the index trusted.
+    for (const l of this.leases()) this.indexAdd(l, l.ip, `${this.dir}/${formatIP(l.ip)}`);
+    // Only once every lease is linked: the marker is what makes the index trusted.
     this.replace(this.writeTemporary(''), marker);
     this.indexComplete = true;
+  }
+
+  /** A hint for round robin, overwritten in place (no O_TRUNC: truncating to 0 costs ~0.2 ms on ext4), as the reference keeps it. */
+  private writeHint(path: string, text: string): void {
+    const bytes = new TextEncoder().encode(text);
+    const fd = sys.open(path, O_WRONLY | O_CREAT, 0o600);
+    try {
+      writeAll(fd, bytes);
+      sys.ftruncate(fd, bytes.length);
+    } finally {
+      sys.close(fd);
+    }
   }
 
   leasesOf(owner: Owner, exhaustive = false): Lease[] {
@@ -243,29 +257,25 @@ export class DiskStore implements LeaseStore {
     // fails if the lease exists, and a crash never leaves a half-written lease.
     const tmp = this.writeTemporary(`${owner.containerId}${LINE_BREAK}${owner.ifname}`);
     try {
-      sys.link(tmp, path);
-    } catch (e) {
-      if (e instanceof SysError && e.errno === EEXIST) return false;
-      throw e;
+      try {
+        sys.link(tmp, path);
+      } catch (e) {
+        if (e instanceof SysError && e.errno === EEXIST) return false;
+        throw e;
+      }
+      this.ensureIndex();
+      this.indexAdd(owner, ip, path);
     } finally {
       removeFile(tmp);
     }
-    // A hint for round robin, written in place as the reference does: torn by a crash, it reads as absent.
-    this.writeInPlace(`${this.dir}/${LAST_RESERVED}${rangeSet}`, formatIP(ip));
-    this.ensureIndex();
-    const ips: IPAddr[] = [];
-    for (const a of this.indexed(owner)) if (!equalIP(a, ip)) ips.push(a);
-    ips.push(ip);
-    this.writeIndex(owner, ips);
+    // Torn by a crash, it reads as no hint.
+    this.writeHint(`${this.dir}/${LAST_RESERVED}${rangeSet}`, formatIP(ip));
     return true;
   }
 
   release(lease: Lease): void {
     removeFile(`${this.dir}/${formatIP(lease.ip)}`);
-    const owner = { containerId: lease.containerId, ifname: lease.ifname };
-    const rest: IPAddr[] = [];
-    for (const a of this.indexed(owner)) if (!equalIP(a, lease.ip)) rest.push(a);
-    this.writeIndex(owner, rest);
+    this.indexRemove(lease, lease.ip);
   }
 
   lastReserved(rangeSet: number): IPAddr | undefined {

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { Lab } from '../../test/lab.ts';
 import { withNetns } from '../netns/index.ts';
 import { applyBatch, encodeChange, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
+import { parseIP } from '../ip/index.ts';
 
 const TYPES = new Map([
   ['own', 'ipv4_addr : ipv6_addr'],
@@ -109,6 +110,22 @@ describe('nf_tables element batches over netlink', () => {
     expect(fd(3)).toMatch(/^socket:/);
     // A runtime reads a plugin's stdout until every holder closes it: the holder has none of it.
     expect([fd(0), fd(1), fd(2)]).toEqual(['/dev/null', '/dev/null', '/dev/null']);
+  });
+
+  it('encodes the values it is given exactly as the text they are written as', () => {
+    const cases: ElemChange[] = [
+      { op: 'add', set: 'own', key: '10.1.2.3', keyAtoms: [parseIP('10.1.2.3')], data: 'fd00::a:1', dataAtoms: [parseIP('fd00::a:1')], comment: 'c' },
+      { op: 'add', set: 'ports', key: 'tcp . 8080', keyAtoms: ['tcp', 8080], data: '10.1.2.3 . 80', dataAtoms: [parseIP('10.1.2.3'), 80] },
+      { op: 'add', set: 'portsip', key: 'fd00::1 . sctp . 9', keyAtoms: [parseIP('fd00::1'), 'sctp', 9], data: 'fd00::2 . 99', dataAtoms: [parseIP('fd00::2'), 99] },
+      { op: 'add', set: 'masq', key: '10.1.2.3', keyAtoms: [parseIP('10.1.2.3')], data: 'goto masq-a', dataAtoms: ['goto', 'masq-a'] },
+      { op: 'delete', set: 'ports', key: 'udp . 53', keyAtoms: ['udp', 53] },
+    ];
+    for (const c of cases) {
+      const { keyAtoms: _k, dataAtoms: _d, ...text } = c;
+      expect(encodeChange('nfnl', TYPES, c, 7), c.key).toEqual(encodeChange('nfnl', TYPES, text, 7));
+    }
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'ports', key: 'x', keyAtoms: ['tcp', 70000], data: 'y', dataAtoms: [parseIP('10.0.0.1'), 1] }, 1)).toThrow(BatchUnsupported);
+    expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'own', key: 'x', keyAtoms: [parseIP('fd00::1')], data: 'y', dataAtoms: [parseIP('fd00::2')] }, 1)).toThrow(BatchUnsupported);
   });
 
   it('refuses, before sending anything, what it cannot encode', () => {

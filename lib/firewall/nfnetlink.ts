@@ -5,8 +5,9 @@
 // the maps) was most of a plugin's time. Anything else goes through `nft -f`.
 import { sys, SysError, errnoName, NETLINK_NETFILTER } from '../sys/index.ts';
 import { attr, nested, str, concat, struct } from '../netlink/codec.ts';
-import { ipToBytes, tryParseIP } from '../ip/index.ts';
+import { type IPAddr, ipToBytes, tryParseIP } from '../ip/index.ts';
 import { findTool } from './exec.ts';
+import { isExecutable } from '../fs/index.ts';
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
@@ -39,13 +40,23 @@ const VERDICTS: Record<string, number> = { drop: 0, accept: 1, continue: -1, ret
 const JUMPS: Record<string, number> = { jump: -3, goto: -4 };
 const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17, sctp: 132 };
 
-/** One `add element` or `delete element` of the table, in nft's own text for key and data. */
+/** One value of a key or data: an address, a number (protocol, port) or nft text. */
+export type Atom = IPAddr | number | string;
+
+/**
+ * One `add element` or `delete element` of the table, in nft's own text for
+ * key and data. The caller may also give the values themselves (keyAtoms,
+ * dataAtoms: one per part of a concatenation, or a verdict's words), which
+ * are then encoded as they are instead of parsed back from the text.
+ */
 export interface ElemChange {
   op: 'add' | 'delete';
   set: string;
   key: string;
   data?: string;
   comment?: string;
+  keyAtoms?: readonly Atom[];
+  dataAtoms?: readonly Atom[];
 }
 
 /** A set's type as nft declares it: "ipv4_addr . inet_service : verdict". */
@@ -67,26 +78,28 @@ function decimal(text: string): number {
 }
 
 /** One atom of a key or value, 4-byte aligned as nf_tables registers hold it in a concatenation. */
-function encodeAtom(type: string, text: string, inConcat: boolean): Uint8Array {
+function encodeAtom(type: string, atom: Atom, inConcat: boolean): Uint8Array {
   const pad = (b: Uint8Array) => (inConcat && b.length % 4 !== 0 ? concat([b, new Uint8Array(4 - (b.length % 4))]) : b);
+  const text = typeof atom === 'string' ? atom.trim() : '';
   switch (type) {
     case 'ipv4_addr':
     case 'ipv6_addr': {
-      const ip = tryParseIP(text);
-      if (!ip || ip.family !== (type === 'ipv4_addr' ? 4 : 6)) throw new BatchUnsupported(`"${text}" is not an ${type}`);
+      const ip = typeof atom === 'string' ? tryParseIP(text) : typeof atom === 'number' ? undefined : atom;
+      if (!ip || ip.family !== (type === 'ipv4_addr' ? 4 : 6)) throw new BatchUnsupported(`"${String(text || atom)}" is not an ${type}`);
       return ipToBytes(ip);
     }
     case 'inet_proto': {
-      const p = PROTOCOLS[text] ?? decimal(text);
+      const p = typeof atom === 'number' ? atom : typeof atom === 'string' ? (PROTOCOLS[text] ?? decimal(text)) : NaN;
       if (!(p >= 0 && p <= 255)) throw new BatchUnsupported(`"${text}" is not an inet_proto`);
       return pad(Uint8Array.of(p));
     }
     case 'inet_service': {
-      const n = decimal(text);
-      if (!(n >= 0 && n <= 65535)) throw new BatchUnsupported(`"${text}" is not an inet_service`);
+      const n = typeof atom === 'number' ? atom : typeof atom === 'string' ? decimal(text) : NaN;
+      if (!(Number.isInteger(n) && n >= 0 && n <= 65535)) throw new BatchUnsupported(`"${text}" is not an inet_service`);
       return pad(Uint8Array.of(n >> 8, n & 0xff));
     }
     case 'ifname': {
+      if (typeof atom !== 'string') throw new BatchUnsupported('an ifname is text');
       const bare = text.length >= 2 && text.startsWith('"') && text.endsWith('"') ? text.slice(1, -1) : text;
       const name = te.encode(bare);
       if (name.length >= IFNAMSIZ) throw new BatchUnsupported(`"${text}" is not an ifname`);
@@ -99,18 +112,18 @@ function encodeAtom(type: string, text: string, inConcat: boolean): Uint8Array {
   }
 }
 
-function encodeValue(type: string, text: string): Uint8Array {
+function encodeValue(type: string, text: string, given?: readonly Atom[]): Uint8Array {
   const types = type.split(' . ');
-  const atoms = text.split(' . ');
+  const atoms: readonly Atom[] = given ?? text.split(' . ');
   if (atoms.length !== types.length) throw new BatchUnsupported(`"${text}" does not match ${type}`);
   const parts: Uint8Array[] = [];
-  for (let i = 0; i < atoms.length; i++) parts.push(encodeAtom(types[i]!, atoms[i]!.trim(), types.length > 1));
+  for (let i = 0; i < atoms.length; i++) parts.push(encodeAtom(types[i]!, atoms[i]!, types.length > 1));
   return concat(parts);
 }
 
-function encodeData(type: string, text: string): Uint8Array {
-  if (type !== 'verdict') return attr(NFTA_DATA_VALUE, encodeValue(type, text));
-  const words = text.trim().split(' ');
+function encodeData(type: string, text: string, given?: readonly Atom[]): Uint8Array {
+  if (type !== 'verdict') return attr(NFTA_DATA_VALUE, encodeValue(type, text, given));
+  const words = given ? (given as string[]) : text.trim().split(' ');
   if (words.length > 2) throw new BatchUnsupported(`"${text}" is not a verdict`);
   const [word, chain] = words;
   const code = new Uint8Array(4);
@@ -148,10 +161,10 @@ export function encodeChange(table: string, types: SetTypes, c: ElemChange, seq:
   const type = types.get(c.set);
   if (!type) throw new BatchUnsupported(`set ${c.set} is not known`);
   const [keyType, dataType] = type.split(' : ');
-  const elem: Uint8Array[] = [nested(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, encodeValue(keyType!, c.key))])];
+  const elem: Uint8Array[] = [nested(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, encodeValue(keyType!, c.key, c.keyAtoms))])];
   if (c.op === 'add') {
     if ((c.data === undefined) !== (dataType === undefined)) throw new BatchUnsupported(`element ${c.key} of ${c.set} needs ${dataType ? 'a' : 'no'} value`);
-    if (c.data !== undefined && dataType) elem.push(nested(NFTA_SET_ELEM_DATA, [encodeData(dataType, c.data)]));
+    if (c.data !== undefined && dataType) elem.push(nested(NFTA_SET_ELEM_DATA, [encodeData(dataType, c.data, c.dataAtoms)]));
     if (c.comment) elem.push(encodeComment(c.comment));
   }
   // NLM_F_CREATE without NLM_F_EXCL: re-adding an identical element is a no-op,
@@ -252,7 +265,8 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
  * happens in the background once the grace period is long over.
  */
 function handOver(fd: number): void {
-  const sleep = findTool('sleep');
+  // coreutils' sleep is in /bin (or /usr/bin) on every distribution: no PATH walk for it.
+  const sleep = isExecutable('/bin/sleep') ? '/bin/sleep' : findTool('sleep');
   if (!sleep) return sys.close(fd);
   try {
     // No stdout/stderr: a runtime reads the plugin's output until every holder closes it.

@@ -25,7 +25,7 @@
 // (EEXIST) when the element holds another owner's tag — and then the DEL
 // leaves that address alone. Re-adding an identical element is a no-op, so
 // ADD is idempotent.
-import { type Prefix, formatIP, formatPrefix, networkOf, parseIP, compareIP } from '../ip/index.ts';
+import { type Prefix, type IPAddr, formatIP, formatPrefix, networkOf, parseIP, compareIP } from '../ip/index.ts';
 import {
   validateKey, validateEntries, validatePolicy, validateBridge, networkTag, attachmentTag, bridgeTag, policyTag,
   subnetTag, describeKey, multicastOf,
@@ -33,7 +33,7 @@ import {
 import {
   TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
 } from './nft.ts';
-import { applyBatch, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
+import { applyBatch, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
@@ -174,9 +174,9 @@ function netChain(p: NetworkPolicy): ChainDef {
   };
 }
 
-/** The owner tag: network hash and attachment hash, 128 bits written as an IPv6 value. */
-function ownerTag(key: AttachmentKey): string {
-  return formatIP({ family: 6, value: BigInt(`0x${networkTag(key.network)}${attachmentTag(key.containerId, key.ifname)}`) });
+/** The owner tag: network hash and attachment hash, 128 bits as an IPv6 value. */
+function ownerValue(key: AttachmentKey): IPAddr {
+  return { family: 6, value: BigInt(`0x${networkTag(key.network)}${attachmentTag(key.containerId, key.ifname)}`) };
 }
 
 function decodeOwner(v: string): { net: string; att: string } | undefined {
@@ -195,9 +195,17 @@ interface Elem {
   set: string;
   key: string;
   data?: string;
+  /** The key's and data's values, so the netlink batch need not parse them back from the text. */
+  keyAtoms?: Atom[];
+  dataAtoms?: Atom[];
   comment?: string;
   kind: Kind;
   describe: string;
+}
+
+/** `goto <chain>` as text and as the verdict's words. */
+function gotoChain(chain: string): { data: string; dataAtoms: Atom[] } {
+  return { data: `goto ${chain}`, dataAtoms: ['goto', chain] };
 }
 
 function elemText(e: Pick<Elem, 'key' | 'data' | 'comment'>): string {
@@ -214,20 +222,29 @@ interface Compiled {
 function compileMasq(key: AttachmentKey, entries: readonly MasqEntry[], out: Compiled): void {
   validateKey(key);
   validateEntries(entries);
-  const own = ownerTag(key);
+  const ownValue = ownerValue(key);
+  const own = formatIP(ownValue);
   for (const e of entries) {
     const f = e.address.family;
     const chain = masqChain(e.subnet);
     const addr = formatIP(e.address);
+    const keyAtoms = [e.address];
     out.chains.push(chain);
-    out.elems.push({ set: `masqowner${f}`, key: addr, data: own, comment: describeKey(key), kind: 'owner', describe: `masquerade owner of ${addr}` });
-    out.elems.push({ set: `masq${f}`, key: addr, data: `goto ${chain.name}`, kind: 'replace', describe: `masquerade of ${addr}` });
+    out.elems.push({ set: `masqowner${f}`, key: addr, keyAtoms, data: own, dataAtoms: [ownValue], comment: describeKey(key), kind: 'owner', describe: `masquerade owner of ${addr}` });
+    out.elems.push({ set: `masq${f}`, key: addr, keyAtoms, ...gotoChain(chain.name), kind: 'replace', describe: `masquerade of ${addr}` });
   }
 }
 
-function mappingKey(m: ReturnType<typeof flattenPorts>[number]['mappings'][number]): { set: string; key: string } {
+function mappingKey(m: ReturnType<typeof flattenPorts>[number]['mappings'][number]): { set: string; key: string; keyAtoms: Atom[] } {
   const base = `${m.protocol} . ${m.hostPort}`;
-  return m.hostIP ? { set: `ports${m.family}ip`, key: `${formatIP(m.hostIP)} . ${base}` } : { set: `ports${m.family}`, key: base };
+  return m.hostIP
+    ? { set: `ports${m.family}ip`, key: `${formatIP(m.hostIP)} . ${base}`, keyAtoms: [m.hostIP, m.protocol, m.hostPort] }
+    : { set: `ports${m.family}`, key: base, keyAtoms: [m.protocol, m.hostPort] };
+}
+
+/** The data of a port mapping: container address and port. */
+function mappingData(container: IPAddr, port: number): { data: string; dataAtoms: Atom[] } {
+  return { data: `${formatIP(container)} . ${port}`, dataAtoms: [container, port] };
 }
 
 function portSnatTarget(req: PortMappingRequest, subnet: Prefix): ChainDef | undefined {
@@ -238,18 +255,19 @@ function portSnatTarget(req: PortMappingRequest, subnet: Prefix): ChainDef | und
 
 function compilePorts(key: AttachmentKey, req: PortMappingRequest, out: Compiled): void {
   validateKey(key);
-  const own = ownerTag(key);
+  const ownValue = ownerValue(key);
+  const own = formatIP(ownValue);
   for (const p of flattenPorts(req)) {
     const cip = formatIP(p.container);
-    out.elems.push({ set: `portowner${p.family}`, key: cip, data: own, comment: describeKey(key), kind: 'owner', describe: `port owner of ${cip}` });
+    const keyAtoms = [p.container];
+    out.elems.push({ set: `portowner${p.family}`, key: cip, keyAtoms, data: own, dataAtoms: [ownValue], comment: describeKey(key), kind: 'owner', describe: `port owner of ${cip}` });
     for (const m of p.mappings) {
-      const k = mappingKey(m);
-      out.elems.push({ ...k, data: `${cip} . ${m.containerPort}`, kind: 'conflict', describe: `host port ${describeMapping(m)}` });
+      out.elems.push({ ...mappingKey(m), ...mappingData(p.container, m.containerPort), kind: 'conflict', describe: `host port ${describeMapping(m)}` });
     }
     const snat = portSnatTarget(req, p.subnet);
     if (snat) {
       out.chains.push(snat);
-      out.elems.push({ set: `portsnat${p.family}`, key: cip, data: `goto ${snat.name}`, kind: 'replace', describe: `port SNAT of ${cip}` });
+      out.elems.push({ set: `portsnat${p.family}`, key: cip, keyAtoms, ...gotoChain(snat.name), kind: 'replace', describe: `port SNAT of ${cip}` });
     }
   }
 }
@@ -286,7 +304,11 @@ function compile(ops: readonly SetupOp[]): Compiled {
 const T = TABLE;
 
 function addElementLine(e: Elem): NftLine<Elem> {
-  return { text: `add element ${T} ${e.set} { ${elemText(e)} }`, tag: e, elem: { op: 'add', set: e.set, key: e.key, data: e.data, comment: e.comment } };
+  return {
+    text: `add element ${T} ${e.set} { ${elemText(e)} }`,
+    tag: e,
+    elem: { op: 'add', set: e.set, key: e.key, data: e.data, comment: e.comment, keyAtoms: e.keyAtoms, dataAtoms: e.dataAtoms },
+  };
 }
 
 /** Lines that create the chain, or make its rules what they should be. */
@@ -350,17 +372,22 @@ function setupNft(ops: readonly SetupOp[]): void {
 
 // ---- DEL: owner-guarded, already-gone tolerant ----------------------------
 
-interface DelItem {
+interface Keyed {
   set: string;
   key: string;
   data: string;
+  keyAtoms?: Atom[];
+  dataAtoms?: Atom[];
+}
+
+interface DelItem extends Keyed {
   /** When the add-probe fails: 'bare' deletes the key anyway (ours, whatever it holds); 'drop' leaves it (another's). */
   onProbeFail: 'bare' | 'drop';
   mode: 'probe' | 'bare' | 'drop';
 }
 
 interface DelGroup {
-  owner: { set: string; key: string; data: string };
+  owner: Keyed;
   items: DelItem[];
   dropped: boolean;
 }
@@ -369,21 +396,20 @@ type DelTag = { group: DelGroup; role: 'owner' } | { group: DelGroup; item: DelI
 
 function delLines(groups: readonly DelGroup[]): NftLine<DelTag>[] {
   const lines: NftLine<DelTag>[] = [];
-  const add = (set: string, key: string, data: string, tag: DelTag) =>
-    lines.push({ text: `add element ${T} ${set} { ${key} : ${data} }`, tag, elem: { op: 'add', set, key, data } });
-  const del = (set: string, key: string, tag: DelTag) =>
-    lines.push({ text: `delete element ${T} ${set} { ${key} }`, tag, elem: { op: 'delete', set, key } });
+  const add = (e: Keyed, tag: DelTag) =>
+    lines.push({ text: `add element ${T} ${e.set} { ${e.key} : ${e.data} }`, tag, elem: { op: 'add', set: e.set, key: e.key, data: e.data, keyAtoms: e.keyAtoms, dataAtoms: e.dataAtoms } });
+  const del = (e: Keyed, tag: DelTag) =>
+    lines.push({ text: `delete element ${T} ${e.set} { ${e.key} }`, tag, elem: { op: 'delete', set: e.set, key: e.key, keyAtoms: e.keyAtoms } });
   for (const g of groups) {
     if (g.dropped) continue;
-    const o = g.owner;
-    add(o.set, o.key, o.data, { group: g, role: 'owner' });
-    del(o.set, o.key, { group: g, role: 'owner' });
+    add(g.owner, { group: g, role: 'owner' });
+    del(g.owner, { group: g, role: 'owner' });
     for (const it of g.items) {
       if (it.mode === 'drop') continue;
       // Adding the exact value first makes the delete succeed when it was already gone,
       // and fail (EEXIST) when the key now holds something else.
-      if (it.mode === 'probe') add(it.set, it.key, it.data, { group: g, item: it, role: 'probe' });
-      del(it.set, it.key, { group: g, item: it, role: it.mode === 'probe' ? 'probe' : 'bare' });
+      if (it.mode === 'probe') add(it, { group: g, item: it, role: 'probe' });
+      del(it, { group: g, item: it, role: it.mode === 'probe' ? 'probe' : 'bare' });
     }
   }
   return lines;
@@ -497,14 +523,16 @@ export class NftablesFirewall implements Firewall {
   delMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
     validateKey(key);
     validateEntries(entries);
-    const own = ownerTag(key);
+    const ownValue = ownerValue(key);
+    const own = formatIP(ownValue);
     const groups: DelGroup[] = [];
     for (const e of entries) {
       const f = e.address.family;
       const addr = formatIP(e.address);
+      const keyAtoms = [e.address];
       groups.push({
-        owner: { set: `masqowner${f}`, key: addr, data: own },
-        items: [{ set: `masq${f}`, key: addr, data: `goto ${masqChain(e.subnet).name}`, onProbeFail: 'bare', mode: 'probe' }],
+        owner: { set: `masqowner${f}`, key: addr, keyAtoms, data: own, dataAtoms: [ownValue] },
+        items: [{ set: `masq${f}`, key: addr, keyAtoms, ...gotoChain(masqChain(e.subnet).name), onProbeFail: 'bare', mode: 'probe' }],
         dropped: false,
       });
     }
@@ -552,16 +580,18 @@ export class NftablesFirewall implements Firewall {
 
   delPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
     validateKey(key);
-    const own = ownerTag(key);
+    const ownValue = ownerValue(key);
+    const own = formatIP(ownValue);
     const groups: DelGroup[] = [];
     for (const p of flattenPorts(request)) {
       const cip = formatIP(p.container);
+      const keyAtoms = [p.container];
       const items: DelItem[] = [];
-      for (const m of p.mappings) items.push({ ...mappingKey(m), data: `${cip} . ${m.containerPort}`, onProbeFail: 'drop', mode: 'probe' });
+      for (const m of p.mappings) items.push({ ...mappingKey(m), ...mappingData(p.container, m.containerPort), onProbeFail: 'drop', mode: 'probe' });
       const snat = portSnatTarget(request, p.subnet);
       // The SNAT element is keyed by the container address, which the owner check has proven ours.
-      if (snat) items.push({ set: `portsnat${p.family}`, key: cip, data: `goto ${snat.name}`, onProbeFail: 'bare', mode: 'probe' });
-      groups.push({ owner: { set: `portowner${p.family}`, key: cip, data: own }, items, dropped: false });
+      if (snat) items.push({ set: `portsnat${p.family}`, key: cip, keyAtoms, ...gotoChain(snat.name), onProbeFail: 'bare', mode: 'probe' });
+      groups.push({ owner: { set: `portowner${p.family}`, key: cip, keyAtoms, data: own, dataAtoms: [ownValue] }, items, dropped: false });
     }
     runDel(groups, `removing port mappings for ${describeKey(key)}`);
   }

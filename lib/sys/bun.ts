@@ -28,6 +28,7 @@ const { symbols: c } = dlopen('libc.so.6', {
   open: { args: [ptr, i32, u32], returns: i32 },
   read: { args: [i32, ptr, u64], returns: i64 },
   write: { args: [i32, ptr, u64], returns: i64 },
+  ftruncate: { args: [i32, i64], returns: i32 },
   mkdir: { args: [ptr, u32], returns: i32 },
   rename: { args: [ptr, ptr], returns: i32 },
   link: { args: [ptr, ptr], returns: i32 },
@@ -169,6 +170,9 @@ export const sys: Sys = {
       const e = errno();
       if (e !== EINTR) throw new SysError('write', e);
     }
+  },
+  ftruncate(fd, length) {
+    check('ftruncate', c.ftruncate(fd, length));
   },
   mkdir(path, mode) {
     check('mkdir', c.mkdir(cstr(path), mode), path);

@@ -122,6 +122,7 @@ export const sys: Sys = {
   open: (path, flags, mode = 0) => fsCall('open', path, () => fs.openSync(noNul(path), flags, mode)),
   read: (fd, buf) => fsCall('read', undefined, () => fs.readSync(fd, buf, 0, buf.length, null)),
   write: (fd, buf) => fsCall('write', undefined, () => fs.writeSync(fd, buf, 0, buf.length)),
+  ftruncate: (fd, length) => fsCall('ftruncate', undefined, () => fs.ftruncateSync(fd, length)),
   mkdir: (path, mode) => void fsCall('mkdir', path, () => fs.mkdirSync(noNul(path), { mode })),
   rename: (from, to) => fsCall('rename', to, () => fs.renameSync(noNul(from), noNul(to))),
   link: (from, to) => fsCall('link', to, () => fs.linkSync(noNul(from), noNul(to))),

@@ -64,6 +64,7 @@ describe.each([
       written: 7,
       text: 'héllo\n',
       atEnd: 0,
+      sizeAfterTruncate: 3,
       fileIsRegular: true,
       filePerm: 0o600,
       dirIsDir: true,

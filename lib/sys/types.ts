@@ -109,6 +109,7 @@ export interface Sys {
   read(fd: number, buf: Uint8Array): number;
   /** Some of buf (all of it for regular files); returns how much. */
   write(fd: number, buf: Uint8Array): number;
+  ftruncate(fd: number, length: number): void;
   mkdir(path: string, mode: number): void;
   rename(from: string, to: string): void;
   /** link(2): fails with EEXIST when `to` exists, which makes it an atomic create. */

@@ -24,6 +24,9 @@ export function fileAnswers(sys: Sys, dir: string) {
   const buf = new Uint8Array(64);
   const n = sys.read(rd, buf);
   const atEnd = sys.read(rd, buf);
+  const wr = sys.open(`${dir}/d/f`, O_WRONLY);
+  sys.ftruncate(wr, 3);
+  sys.close(wr);
   const fileStat = sys.fstat(rd);
   sys.close(rd);
   sys.link(`${dir}/d/f`, `${dir}/d/g`);
@@ -40,6 +43,7 @@ export function fileAnswers(sys: Sys, dir: string) {
     written,
     text: td.decode(buf.subarray(0, n)),
     atEnd,
+    sizeAfterTruncate: fileStat.size,
     fileIsRegular: (fileStat.mode & S_IFMT) === 0o100000,
     filePerm: fileStat.mode & 0o777,
     dirIsDir: (sys.stat(`${dir}/d`).mode & S_IFMT) === S_IFDIR,
