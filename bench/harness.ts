@@ -27,11 +27,25 @@ function quantile(sorted: number[], q: number): number {
   return sorted[i] ?? NaN;
 }
 
+/**
+ * Time given to the kernel's deferred work between an untimed step and the
+ * timed one: deleting a network namespace (the previous contender's
+ * teardown) runs its cleanup in a kernel worker afterwards, several ms of CPU
+ * and RCU waits that would otherwise land on whichever contender runs next.
+ */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 30);
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function settle(): void {
+  if (SETTLE_MS > 0) Atomics.wait(sleeper, 0, 0, SETTLE_MS);
+}
+
 export function measure(contenders: Contender[], rounds: number, warmup = 2): Stats[] {
   const samples = contenders.map(() => [] as number[]);
   for (let r = 0; r < warmup + rounds; r++) {
     contenders.forEach((c, i) => {
       c.setup?.();
+      settle();
       const t0 = process.hrtime.bigint();
       c.run();
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;

@@ -51,7 +51,7 @@ export type BridgeConf = NetConf & {
    */
   icc?: boolean;
   /**
-   * cnikit: where the plugin keeps its records of attachments (default /var/lib/cni/cnikit).
+   * cnikit: where the plugin keeps its records of attachments (default /run/cni/cnikit).
    */
   dataDir?: string;
   ipam: {
@@ -123,7 +123,7 @@ export type PortmapConf = NetConf & {
   conditionsV4?: string[];
   conditionsV6?: string[];
   /**
-   * cnikit: where the plugin keeps its records of published ports (default /var/lib/cni/cnikit).
+   * cnikit: where the plugin keeps its records of published ports (default /run/cni/cnikit).
    */
   dataDir?: string;
 };
