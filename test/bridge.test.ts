@@ -247,6 +247,25 @@ describe('bridge failures leave nothing behind', () => {
     expectNothingLeft(net, { v4: '10.60.3.2', id: 'ctr-nb' });
   });
 
+  it('a bridge holding another address of the subnet: error 7 naming both, nothing made; forceAddress replaces it', () => {
+    const net = network({ subnet: '10.60.5.0/24' });
+    lab.ip(['link', 'add', net.bridge, 'type', 'bridge']);
+    lab.ip(['addr', 'add', '10.60.5.9/24', 'dev', net.bridge]);
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-gw');
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringMatching(/10\.60\.5\.9\/24.*10\.60\.5\.1\/24.*forceAddress/) });
+    const addrs = () => lab.exec('ip', ['-4', '-o', 'addr', 'show', 'dev', net.bridge]).stdout;
+    expect(addrs()).toContain('10.60.5.9/24');
+    expect(addrs()).not.toContain('10.60.5.1/');
+    expectNothingLeft(net, { v4: '10.60.5.2', id: 'ctr-gw' });
+    const forced = call(net, 'ADD', netns, 'ctr-gw2', { forceAddress: true });
+    expect(forced.status).toBe(0);
+    expect(addrs()).toContain('10.60.5.1/24');
+    expect(addrs()).not.toContain('10.60.5.9/');
+    expect(call(net, 'DEL', netns, 'ctr-gw2', { forceAddress: true }).status).toBe(0);
+    lab.ip(['link', 'del', net.bridge]);
+  });
+
   it('a malformed MAC: error 7 naming it, nothing made', () => {
     const net = network({ subnet: '10.60.4.0/24' });
     const netns = lab.container();

@@ -1,7 +1,7 @@
 // The links of one attachment: the bridge (created or adopted), the veth pair
 // with its container end born inside the netns, and the addresses and routes
 // on both sides.
-import { Netlink, NetlinkError, writeSysctl, type Link } from '../../lib/netlink/index.ts';
+import { Netlink, NetlinkError, writeSysctl, type Link, type Address } from '../../lib/netlink/index.ts';
 import { sys } from '../../lib/sys/index.ts';
 import { openNetns } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, networkOf, formatPrefix, contains, equalIP } from '../../lib/ip/index.ts';
@@ -48,16 +48,26 @@ export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; creat
  * directly in the netns under the name the runtime asked for.
  */
 export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName: string, netns: string, ifname: string): Link {
-  const stale = nl.link(hostName);
-  if (stale) nl.deleteLink(stale.index);
   const fd = openNetns(netns);
+  const create = () => nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac, masterIndex: bridge.index, up: true });
   try {
-    nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac, masterIndex: bridge.index, up: true });
-  } catch (e) {
-    if (e instanceof NetlinkError && e.errno === EEXIST) {
-      throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
+    try {
+      create();
+    } catch (e) {
+      if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
+      // A host end left by an ADD that crashed (its name is this attachment's): replace it.
+      const stale = nl.link(hostName);
+      if (!stale) throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
+      nl.deleteLink(stale.index);
+      try {
+        create();
+      } catch (e2) {
+        if (e2 instanceof NetlinkError && e2.errno === EEXIST) {
+          throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
+        }
+        throw e2;
+      }
     }
-    throw e;
   } finally {
     sys.close(fd);
   }
@@ -124,19 +134,47 @@ export function configureContainer(
  */
 export function ensureGatewayAddresses(nl: Netlink, o: BridgeOptions, bridge: Link, gateways: Prefix[]): Prefix[] {
   const added: Prefix[] = [];
-  const present = nl.addresses({ index: bridge.index });
-  for (const gw of gateways) {
-    let here = false;
-    let clash: (typeof present)[number] | undefined;
+  let present: Address[] | undefined;
+  const clashOf = (gw: Prefix): Address | undefined => {
+    present ??= nl.addresses({ index: bridge.index });
     for (const a of present) {
-      if (equalIP(a.address, gw.ip) && a.prefix.length === gw.length) here = true;
-      else if (!clash && a.family === gw.ip.family && a.scope === 0 && contains(networkOf(gw), a.address)) clash = a;
+      if (equalIP(a.address, gw.ip) && a.prefix.length === gw.length) continue;
+      if (a.family === gw.ip.family && a.scope === 0 && contains(networkOf(gw), a.address)) return a;
     }
-    if (here) continue;
-    if (clash) {
-      if (!o.forceAddress) {
-        throw new CniError(ErrorCode.InvalidConfig, `bridge ${o.bridge} already has ${clash.cidr}, not the gateway ${formatPrefix(gw)} (set forceAddress to replace it)`);
+    return undefined;
+  };
+  const refuse = (gw: Prefix, clash: Address) =>
+    new CniError(ErrorCode.InvalidConfig, `bridge ${o.bridge} already has ${clash.cidr}, not the gateway ${formatPrefix(gw)} (set forceAddress to replace it)`);
+  for (const gw of gateways) {
+    if (gw.ip.family === 4) {
+      // The steady state, the gateway already there, in one request: for IPv4
+      // the kernel refuses (EEXIST) exactly an address of that length on the link.
+      try {
+        nl.addAddress(bridge.index, gw, { noDad: true });
+      } catch (e) {
+        if (e instanceof NetlinkError && e.errno === EEXIST) continue;
+        throw e;
       }
+      const clash = clashOf(gw);
+      if (clash) {
+        // Ours came second, so it is the secondary address: it goes first (deleting
+        // the primary would take the secondaries of its subnet with it).
+        nl.deleteAddress(bridge.index, gw);
+        if (!o.forceAddress) throw refuse(gw, clash);
+        nl.deleteAddress(bridge.index, clash.prefix);
+        nl.addAddress(bridge.index, gw, { noDad: true });
+      }
+      added.push(gw);
+      continue;
+    }
+    // IPv6 refuses the same address with another length too: look first.
+    present ??= nl.addresses({ index: bridge.index });
+    let here = false;
+    for (const a of present) if (equalIP(a.address, gw.ip) && a.prefix.length === gw.length) here = true;
+    if (here) continue;
+    const clash = clashOf(gw);
+    if (clash) {
+      if (!o.forceAddress) throw refuse(gw, clash);
       nl.deleteAddress(bridge.index, clash.prefix);
     }
     try {
