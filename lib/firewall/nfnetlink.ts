@@ -187,6 +187,8 @@ export interface BatchOutcome {
 }
 
 let seqBase = Math.floor(Math.random() * 0x3fffffff);
+// Reused by every batch (synchronous; nothing refers to it after the batch).
+const recvBuf = new Uint8Array(1 << 16);
 
 /**
  * Applies the changes as one transaction (all or nothing, as `nft -f` does)
@@ -218,7 +220,7 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
     const errors: number[] = [];
     for (let i = 0; i < changes.length; i++) errors.push(0);
     let batchError: number = 0;
-    const buf = new Uint8Array(1 << 16);
+    const buf = recvBuf;
     for (let done = false; !done; ) {
       const n = sys.recv(fd, buf);
       const dv = new DataView(buf.buffer, 0, n);

@@ -12,18 +12,29 @@ export function isNotFound(e: unknown): boolean {
   return e instanceof SysError && e.errno === ENOENT;
 }
 
+// One buffer for every read: the files a plugin reads (records, leases,
+// sysctls, /proc) fit in it, and a fresh 64 KiB buffer per read call would
+// cost zeroing and garbage for nothing.
+const scratch = new Uint8Array(65536);
+
 /** Everything left to read on fd, as UTF-8. */
 export function readFd(fd: number): string {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
+  let len = 0;
+  while (len < scratch.length) {
+    const n = sys.read(fd, scratch.subarray(len));
+    if (n === 0) return td.decode(scratch.subarray(0, len));
+    len += n;
+  }
+  // Larger than the buffer: collect the rest in chunks of their own, decode once.
+  const chunks: Uint8Array[] = [scratch.slice()];
+  let total = len;
   for (;;) {
-    const buf = new Uint8Array(total < 65536 ? 65536 : total);
+    const buf = new Uint8Array(total);
     const n = sys.read(fd, buf);
     if (n === 0) break;
-    chunks.push(n === buf.length ? buf : buf.subarray(0, n));
+    chunks.push(buf.subarray(0, n));
     total += n;
   }
-  if (chunks.length === 1) return td.decode(chunks[0]);
   const all = new Uint8Array(total);
   let off = 0;
   for (const c of chunks) {

@@ -4,15 +4,27 @@
 // reference bridge in /usr/lib/cni, say) is exec'd; one that CNI_PATH
 // resolves to cnikit, or does not have at all, runs in-process.
 import { realPath, basename } from '../fs/index.ts';
+import { sys } from '../sys/index.ts';
 import { findPlugin, type InProcessResolver } from './index.ts';
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = sys.stat(a);
+    const y = sys.stat(b);
+    return x.ino === y.ino && x.dev === y.dev;
+  } catch {
+    return false;
+  }
+}
 
 /** True when `file` is cnikit's multi-call executable (dist/bin and installed links point to it). */
 export function isCnikitExecutable(file: string): boolean {
-  const real = realPath(file);
-  if (real === undefined) return false;
-  // Under Bun's compiled executable, process.execPath is cnikit itself; under
+  // Under Bun's compiled executable, the running process is cnikit itself (two
+  // stat calls, where resolving both paths link by link takes a dozen); under
   // Node (development, tests) the built one is still called `cnikit`.
-  return real === realPath(process.execPath) || basename(real) === 'cnikit';
+  if (sameFile(file, '/proc/self/exe')) return true;
+  const real = realPath(file);
+  return real !== undefined && basename(real) === 'cnikit';
 }
 
 /** `own` (cnikit's plugins), unless CNI_PATH finds another binary of that name first. */

@@ -32,9 +32,14 @@ export interface Message {
   body: Uint8Array;
 }
 
+// One receive buffer for every socket: exchanges are synchronous and what
+// they return is copied out, and a fresh 64 KiB buffer per socket (bridge
+// ADD opens three) would cost zeroing for nothing.
+const recvBuf = new Uint8Array(RECV_BUFFER);
+
 export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
-  private readonly buf = new Uint8Array(RECV_BUFFER);
+  private readonly buf = recvBuf;
 
   private constructor(private readonly fd: number) {}
 

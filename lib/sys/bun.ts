@@ -57,6 +57,16 @@ function check(call: string, rc: number | bigint, path?: string): number {
   return n;
 }
 
+/** A call a signal may interrupt (EINTR) is made again; any other failure is a SysError. */
+function restarting(call: string, fn: () => number | bigint, path?: string): number {
+  for (;;) {
+    const n = Number(fn());
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) throw new SysError(call, e, path);
+  }
+}
+
 /** A NUL-terminated copy for libc. A NUL inside would silently cut the path short. */
 function cstr(path: string): Uint8Array {
   if (path.includes('\0')) throw new SysError('path', EINVAL, path);
@@ -77,6 +87,9 @@ function statResult(): FileStat {
 }
 
 const EMPTY = new Uint8Array(1);
+// Reused by every readdir: a fresh 32 KiB buffer each call would cost zeroing for nothing.
+const direntBuf = new Uint8Array(1 << 15);
+const direntView = new DataView(direntBuf.buffer);
 
 export const sys: Sys = {
   setns(fd, nstype) {
@@ -148,29 +161,11 @@ export const sys: Sys = {
   },
 
   open(path, flags, mode = 0) {
-    for (;;) {
-      const fd = c.open(cstr(path), flags | O_CLOEXEC, mode);
-      if (fd >= 0) return fd;
-      const e = errno();
-      if (e !== EINTR) throw new SysError('open', e, path);
-    }
+    const p = cstr(path);
+    return restarting('open', () => c.open(p, flags | O_CLOEXEC, mode), path);
   },
-  read(fd, buf) {
-    for (;;) {
-      const n = Number(c.read(fd, buf, buf.length));
-      if (n >= 0) return n;
-      const e = errno();
-      if (e !== EINTR) throw new SysError('read', e);
-    }
-  },
-  write(fd, buf) {
-    for (;;) {
-      const n = Number(c.write(fd, buf, buf.length));
-      if (n >= 0) return n;
-      const e = errno();
-      if (e !== EINTR) throw new SysError('write', e);
-    }
-  },
+  read: (fd, buf) => restarting('read', () => c.read(fd, buf, buf.length)),
+  write: (fd, buf) => restarting('write', () => c.write(fd, buf, buf.length)),
   ftruncate(fd, length) {
     check('ftruncate', c.ftruncate(fd, length));
   },
@@ -206,8 +201,8 @@ export const sys: Sys = {
     const fd = sys.open(path, O_RDONLY);
     const names: string[] = [];
     try {
-      const buf = new Uint8Array(1 << 15);
-      const dv = new DataView(buf.buffer);
+      const buf = direntBuf;
+      const dv = direntView;
       for (;;) {
         const n = check('getdents64', c.getdents64(fd, buf, buf.length), path);
         if (n === 0) return names;
