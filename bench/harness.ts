@@ -2,7 +2,9 @@
 // in turn, so drift on the machine hits all of them alike. Runs inside a lab
 // host namespace of its own, like the tests.
 import { spawnSync } from 'node:child_process';
-import { cpus, release } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { withNetns } from '../lib/netns/index.ts';
 
 export interface Contender {
@@ -77,14 +79,48 @@ function ip(args: string[]): void {
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
 }
 
+const LAB_PREFIX = 'ckb';
+const LAB_NAME = new RegExp(`^${LAB_PREFIX}([0-9a-z]+)-(host|c\\d+)$`);
+const DIR_PREFIX = 'cnikit-bench-';
+
+/** Whether the bench run that named something with this base-36 pid is gone. */
+function runIsGone(pid36: string): boolean {
+  const pid = Number.parseInt(pid36, 36);
+  return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !existsSync(`/proc/${pid}`);
+}
+
+/**
+ * Remove what killed runs left: the runs are synchronous, so a SIGTERM or
+ * SIGKILL never reaches their finally; their names carry the pid instead.
+ */
+function sweepDeadRuns(): void {
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  for (const name of netns) {
+    const m = LAB_NAME.exec(name);
+    if (m?.[1] && runIsGone(m[1])) spawnSync('ip', ['netns', 'del', name]);
+  }
+  for (const name of readdirSync(tmpdir())) {
+    if (name.startsWith(DIR_PREFIX) && runIsGone(name.slice(DIR_PREFIX.length))) rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+/** The scratch directory of this run, removed by the run or by the next one. */
+export function benchDirectory(): string {
+  const dir = join(tmpdir(), `${DIR_PREFIX}${process.pid.toString(36)}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
 /** A lab of namespaces for one bench run, all named with one prefix and all removed by close(). */
 export class BenchLab {
-  readonly prefix = `ckb${process.pid.toString(36)}`;
+  readonly prefix = `${LAB_PREFIX}${process.pid.toString(36)}`;
   readonly host = `${this.prefix}-host`;
   private n = 0;
   private readonly made = new Set<string>();
 
   constructor() {
+    sweepDeadRuns();
     this.add(this.host);
     ip(['-n', this.host, 'link', 'set', 'lo', 'up']);
   }

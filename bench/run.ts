@@ -2,13 +2,12 @@
 // (Debian containernetworking-plugins, /usr/lib/cni), side by side, and
 // against netavark (Debian netavark, Podman's network backend) where it has
 // a like-for-like job: the full chain ADD/DEL, at scale and in parallel.
-import { existsSync, mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BenchLab, execPlugin, machine, measure, table, type Contender } from './harness.ts';
+import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Contender } from './harness.ts';
 import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -41,7 +40,7 @@ function buildFloor(): string {
 
 const loConf = JSON.stringify({ cniVersion: '1.0.0', name: 'bench-lo', type: 'loopback' });
 
-const benchDir = mkdtempSync(join(tmpdir(), 'cnikit-bench-'));
+const benchDir = benchDirectory();
 
 interface ChainSpec {
   name: string;
