@@ -83,18 +83,31 @@ function chainConfs(c: ChainSpec) {
  * One contender's whole job of attaching a container to a bridge network
  * with one published port, and detaching it, the way its runtime does it.
  */
-abstract class Attacher<T> {
+abstract class Attacher<T extends { netns: string }> {
   abstract readonly name: string;
-  abstract add(): T;
+  protected abstract readonly lab: BenchLab;
+  /** The plugins' ADD into a namespace the runtime made beforehand (untimed, as in the other suites). */
+  abstract add(netns: string): T;
+  /** The plugins' DEL; the runtime removes the namespace afterwards, untimed. */
   abstract del(c: T): void;
+
+  private attach(): T {
+    return this.add(this.lab.container());
+  }
+
+  private detach(c: T): void {
+    this.del(c);
+    this.lab.remove(c.netns);
+  }
 
   /** Attach one container for good (it makes the host "busy"); returns its undo. */
   keep(): () => void {
-    const c = this.add();
-    return () => this.del(c);
+    const c = this.attach();
+    return () => this.detach(c);
   }
 
   contender(cmd: 'ADD' | 'DEL'): Contender {
+    let netns: string | undefined;
     let c: T | undefined;
     const held = () => {
       if (c === undefined) throw new Error(`${this.name}: no container from the ${cmd === 'ADD' ? 'run' : 'setup'}`);
@@ -103,15 +116,19 @@ abstract class Attacher<T> {
     return {
       name: this.name,
       setup: () => {
-        if (cmd === 'DEL') c = this.add();
+        if (cmd === 'ADD') netns = this.lab.container();
+        else c = this.attach();
       },
       run: () => {
-        if (cmd === 'ADD') c = this.add();
-        else this.del(held());
+        if (cmd === 'DEL') return this.del(held());
+        if (netns === undefined) throw new Error(`${this.name}: no namespace from the setup`);
+        c = this.add(netns);
       },
       teardown: () => {
-        if (cmd === 'ADD') this.del(held());
+        if (cmd === 'ADD') this.detach(held());
+        else this.lab.remove(held().netns);
         c = undefined;
+        netns = undefined;
       },
     };
   }
@@ -131,7 +148,7 @@ interface CniContainer {
 class Chain extends Attacher<CniContainer> {
   private n = 0;
   private readonly confs;
-  constructor(private readonly lab: BenchLab, readonly spec: ChainSpec) {
+  constructor(protected readonly lab: BenchLab, readonly spec: ChainSpec) {
     super();
     this.confs = chainConfs(spec);
   }
@@ -140,8 +157,7 @@ class Chain extends Attacher<CniContainer> {
     return this.spec.name;
   }
 
-  add(): CniContainer {
-    const netns = this.lab.container();
+  add(netns: string): CniContainer {
     const id = `bench-${this.spec.tag}-${this.n++}`;
     const port = 10000 + (this.n % 50000);
     const env = (command: string, ifname: string) => ({ CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: this.spec.dir });
@@ -156,7 +172,6 @@ class Chain extends Attacher<CniContainer> {
     execPlugin(join(this.spec.dir, 'loopback'), env('DEL', 'lo'), loConf);
     execPlugin(join(this.spec.dir, 'portmap'), env('DEL', 'eth0'), this.confs.portmap(c.prev, c.port));
     execPlugin(join(this.spec.dir, 'bridge'), env('DEL', 'eth0'), this.confs.bridge);
-    this.lab.remove(c.netns);
   }
 }
 
@@ -197,7 +212,7 @@ class Netavark extends Attacher<NetavarkContainer> {
   private readonly network: object;
   private readonly base: number;
 
-  constructor(private readonly lab: BenchLab, readonly tag: string, subnet: string) {
+  constructor(protected readonly lab: BenchLab, readonly tag: string, subnet: string) {
     super();
     this.configDir = join(benchDir, tag, 'netavark');
     mkdirSync(this.configDir, { recursive: true });
@@ -248,8 +263,7 @@ class Netavark extends Attacher<NetavarkContainer> {
     return ['--config', this.configDir, command, netns];
   }
 
-  add(): NetavarkContainer {
-    const netns = this.lab.container();
+  add(netns: string): NetavarkContainer {
     const id = `bench-${this.tag}-${this.n++}`;
     const ip = this.allocIp();
     const options = this.options(id, ip, 10000 + (this.n % 50000));
@@ -260,7 +274,6 @@ class Netavark extends Attacher<NetavarkContainer> {
   del(c: NetavarkContainer): void {
     execPlugin(NETAVARK, {}, c.options, this.args('teardown', c.netns));
     this.releaseIp(c.ip);
-    this.lab.remove(c.netns);
   }
 }
 
@@ -290,7 +303,7 @@ function chains(lab: BenchLab): Chain[] {
 }
 
 /** Every contender of the full-chain job: the CNI chains, then netavark if installed. */
-function attachers(lab: BenchLab): Attacher<unknown>[] {
+function attachers(lab: BenchLab): Attacher<{ netns: string }>[] {
   return [...chains(lab), ...netavark(lab)];
 }
 

@@ -272,7 +272,7 @@ function handOver(fd: number): void {
   if (!sleep) return sys.close(fd);
   try {
     // No stdout/stderr: a runtime reads the plugin's output until every holder closes it.
-    sys.startHolder(sleep, ['1'], fd);
+    sys.startDetached(sleep, ['1'], [null, null, null, fd]);
   } catch {
     // Without the child, the release just waits here.
   }

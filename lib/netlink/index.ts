@@ -347,6 +347,15 @@ export class Netlink {
     this.sock.request(`delete link #${index}`, RTM_DELLINK, 0, ifinfomsg(index));
   }
 
+  /**
+   * Deletes a link and returns once it is gone (its name, addresses, routes,
+   * and a veth's peer with it), leaving the kernel's wait before it frees
+   * the device to a child (see NetlinkSocket.requestFromChild).
+   */
+  deleteLinkUnwaited(index: number, opts?: { program?: string; patienceMs?: number }): void {
+    this.sock.requestFromChild(`delete link #${index}`, RTM_DELLINK, 0, ifinfomsg(index), () => this.linkByIndex(index) === undefined, opts);
+  }
+
   setUp(index: number): void {
     this.setLink(`set link #${index} up`, index, [], IFF_UP, IFF_UP);
   }

@@ -1,7 +1,8 @@
 // rtnetlink against the real kernel, inside a lab namespace; every change is
 // read back with `ip -j`, as an operator would look at it.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Lab } from '../../test/lab.ts';
 import { withNetns } from '../netns/index.ts';
 import { parseIP, parsePrefix } from '../ip/index.ts';
@@ -128,6 +129,45 @@ describe('lib/netlink', () => {
     expect(peer.master).toBeUndefined();
     inLab((nl) => nl.deleteLink(nl.link('vethtest2')!.index));
     inLab((nl) => nl.deleteLink(br.index));
+  });
+
+  it('deletes a veth pair from a child and returns with both ends gone; the kernel refusing comes back as its error', () => {
+    const ctr = lab.container();
+    const marker = join(lab.dir, 'relay-ran');
+    // A relay that leaves a mark, then is cat: shows the request went through the child.
+    const relay = join(lab.dir, 'relay');
+    writeFileSync(relay, `#!/bin/sh\necho ran > ${marker}\nexec cat\n`, { mode: 0o755 });
+    const fd = openSync(ctr, 'r');
+    try {
+      inLab((nl) => nl.createVeth({ name: 'tquick0', peerName: 'tquick1', peerNetnsFd: fd, up: true }));
+    } finally {
+      closeSync(fd);
+    }
+    inLab((nl) => nl.deleteLinkUnwaited(nl.link('tquick0')!.index, { program: relay }));
+    expect(ipLink('tquick0')).toBeUndefined();
+    expect(ipLink('tquick1', ctr)).toBeUndefined();
+    expect(readFileSync(marker, 'utf8')).toBe('ran\n');
+    // lo cannot be deleted: EOPNOTSUPP, read back from the child's socket
+    // (with no patience left to fall back on, a missed refusal would hang the test).
+    const err = (() => {
+      try {
+        inLab((nl) => nl.deleteLinkUnwaited(1, { patienceMs: 3_600_000 }));
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(NetlinkError);
+    expect((err as NetlinkError).errno).toBe(95);
+    expect(ipLink('lo')).toBeDefined();
+  });
+
+  it('deletes the link itself when the child cannot start or never sends the request', () => {
+    for (const program of ['/nonexistent/cat', '/bin/true']) {
+      inLab((nl) => nl.createVeth({ name: 'tquick2', peerName: 'tquick3' }));
+      inLab((nl) => nl.deleteLinkUnwaited(nl.link('tquick2')!.index, { program, patienceMs: 100 }));
+      expect(ipLink('tquick2')).toBeUndefined();
+      expect(ipLink('tquick3')).toBeUndefined();
+    }
   });
 
   it('moves a link to another namespace', () => {

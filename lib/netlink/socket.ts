@@ -1,6 +1,7 @@
 // A netlink socket of lib/sys with request/acknowledge and dump round trips.
 // Synchronous on purpose: the caller may be inside a setns'd section.
-import { sys, SysError, errnoName } from '../sys/index.ts';
+import { sys, SysError, errnoName, EAGAIN, MSG_DONTWAIT } from '../sys/index.ts';
+import { isExecutable } from '../fs/index.ts';
 import { concat, struct } from './codec.ts';
 
 export const NLM_F_REQUEST = 0x1;
@@ -37,14 +38,24 @@ export interface Message {
 // ADD opens three) would cost zeroing for nothing.
 const recvBuf = new Uint8Array(RECV_BUFFER);
 
+let relay: string | null | undefined;
+/** coreutils' cat, in /bin or /usr/bin on every distribution: no PATH walk for it. */
+function relayProgram(): string | undefined {
+  if (relay === undefined) relay = isExecutable('/bin/cat') ? '/bin/cat' : isExecutable('/usr/bin/cat') ? '/usr/bin/cat' : null;
+  return relay ?? undefined;
+}
+
 export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private readonly buf = recvBuf;
 
-  private constructor(private readonly fd: number) {}
+  private constructor(
+    private readonly fd: number,
+    private readonly protocol: number,
+  ) {}
 
   static open(protocol: number): NetlinkSocket {
-    return new NetlinkSocket(sys.netlinkSocket(protocol));
+    return new NetlinkSocket(sys.netlinkSocket(protocol), protocol);
   }
 
   close(): void {
@@ -60,7 +71,7 @@ export class NetlinkSocket {
     return sys.setsockoptInt(this.fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, on ? 1 : 0);
   }
 
-  private send(type: number, flags: number, body: Uint8Array): number {
+  private frame(type: number, flags: number, body: Uint8Array): { seq: number; bytes: Uint8Array } {
     const seq = ++this.seq;
     const header = struct(HEADER, (dv) => {
       dv.setUint32(0, HEADER + body.length, true);
@@ -69,7 +80,12 @@ export class NetlinkSocket {
       dv.setUint32(8, seq, true);
       dv.setUint32(12, 0, true);
     });
-    sys.send(this.fd, concat([header, body]));
+    return { seq, bytes: concat([header, body]) };
+  }
+
+  private send(type: number, flags: number, body: Uint8Array): number {
+    const { seq, bytes } = this.frame(type, flags, body);
+    sys.send(this.fd, bytes);
     return seq;
   }
 
@@ -111,6 +127,77 @@ export class NetlinkSocket {
   /** A change request; throws NetlinkError when the kernel refuses it. */
   request(op: string, type: number, flags: number, body: Uint8Array): void {
     this.receive(op, this.send(type, flags | NLM_F_ACK, body));
+  }
+
+  /**
+   * A change request sent by a short-lived child instead of this process.
+   * The kernel runs a request in the task that sends it, and some go on
+   * long after their change is in effect: deleting a link waits for an RCU
+   * barrier, 15–40 ms here, once the link is already gone. `cat` writes the
+   * request to a socket of its own (one read, one write: netlink takes a
+   * write(2) as a message) and sits out the wait; this returns as soon as
+   * `inEffect()` sees the change, or with the kernel's refusal, which comes
+   * back on that socket. Without `cat` (or `opts.program`), or when the
+   * change does not show within `opts.patienceMs`, the request is made here.
+   *
+   * The child's socket is opened in the caller's current namespace, which
+   * must be this socket's (Netlink.with and inNetns keep both the same).
+   */
+  requestFromChild(op: string, type: number, flags: number, body: Uint8Array, inEffect: () => boolean, opts: { program?: string; patienceMs?: number } = {}): void {
+    const cat = opts.program ?? relayProgram();
+    if (!cat) return this.request(op, type, flags, body);
+    const relay = NetlinkSocket.open(this.protocol);
+    try {
+      const { seq, bytes } = relay.frame(type, flags | NLM_F_ACK, body);
+      const [r, w] = sys.pipe();
+      try {
+        try {
+          // A pipe holds a page or more before a write blocks; a request is far smaller.
+          sys.write(w, bytes);
+        } finally {
+          sys.close(w);
+        }
+        sys.startDetached(cat, [], [r, relay.fd, null]);
+      } catch {
+        // No child (no process slots, a vanished cat): the request is made here.
+        return this.request(op, type, flags, body);
+      } finally {
+        sys.close(r);
+      }
+      const deadline = performance.now() + (opts.patienceMs ?? 2000);
+      for (;;) {
+        if (relay.answered(op, seq) || inEffect()) return;
+        if (performance.now() > deadline) return this.request(op, type, flags, body);
+        sys.sleep(0.2);
+      }
+    } finally {
+      relay.close();
+    }
+  }
+
+  /** Whether the answer to `seq` has come, without waiting; a refusal throws. */
+  private answered(op: string, seq: number): boolean {
+    for (;;) {
+      let n: number;
+      try {
+        n = sys.recv(this.fd, this.buf, MSG_DONTWAIT);
+      } catch (e) {
+        if (e instanceof SysError && e.errno === EAGAIN) return false;
+        if (e instanceof SysError) throw new NetlinkError(op, e.errno);
+        throw e;
+      }
+      const dv = new DataView(this.buf.buffer, 0, n);
+      for (let off = 0; off + HEADER <= n; ) {
+        const len = dv.getUint32(off, true);
+        if (len < HEADER || off + len > n) break;
+        if (dv.getUint32(off + 8, true) === seq && dv.getUint16(off + 4, true) === NLMSG_ERROR) {
+          const err = dv.getInt32(off + HEADER, true);
+          if (err !== 0) throw new NetlinkError(op, -err);
+          return true;
+        }
+        off += (len + 3) & ~3;
+      }
+    }
   }
 
   /** A get request answered by one message (or an error). Acked, so every exchange ends the same way. */

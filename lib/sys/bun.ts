@@ -41,6 +41,7 @@ const { symbols: c } = dlopen('libc.so.6', {
   ioctl: { args: [i32, u64], returns: i32 },
   __errno_location: { args: [], returns: ptr },
   _exit: { args: [i32], returns: FFIType.void },
+  pipe2: { args: [ptr, i32], returns: i32 },
 });
 
 const te = new TextEncoder();
@@ -119,8 +120,8 @@ export const sys: Sys = {
   send(fd, buf) {
     return check('send', c.send(fd, buf, buf.length, 0));
   },
-  recv(fd, buf) {
-    return check('recv', c.recv(fd, buf, buf.length, 0));
+  recv(fd, buf, flags = 0) {
+    return check('recv', c.recv(fd, buf, buf.length, flags));
   },
   close(fd) {
     check('close', c.close(fd));
@@ -153,8 +154,18 @@ export const sys: Sys = {
       return { status: null, stdout: '', stderr: '', failure: { kind: 'start', message: (e as Error).message } };
     }
   },
-  startHolder(path, args, fd) {
-    Bun.spawn({ cmd: [path, ...args], stdio: ['ignore', 'ignore', 'ignore', fd] }).unref();
+  startDetached(path, args, stdio) {
+    const fds: [number | 'ignore', number | 'ignore', number | 'ignore', ...(number | 'ignore')[]] = [stdio[0] ?? 'ignore', stdio[1] ?? 'ignore', stdio[2] ?? 'ignore'];
+    for (let i = 3; i < stdio.length; i++) fds.push(stdio[i] ?? 'ignore');
+    Bun.spawn({ cmd: [path, ...args], stdio: fds }).unref();
+  },
+  pipe() {
+    const fds = new Int32Array(2);
+    check('pipe2', c.pipe2(fds, O_CLOEXEC));
+    return [fds[0]!, fds[1]!];
+  },
+  sleep(ms) {
+    Bun.sleepSync(ms);
   },
   sha256hex(text) {
     return new Bun.CryptoHasher('sha256').update(text).digest('hex');

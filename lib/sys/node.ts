@@ -3,7 +3,7 @@ import koffi from 'koffi';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL } from './types.ts';
+import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL, O_CLOEXEC } from './types.ts';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -23,9 +23,12 @@ const c = {
   close: libc.func('int close(int fd)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int optname, void *optval, uint32_t optlen)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request)'),
+  pipe2: libc.func('int pipe2(_Out_ int *fds, int flags)'),
 };
 // _IO(0xb7, 0x3)
 const NS_GET_NSTYPE = 0xb703;
+// Atomics.wait on a word nobody changes: Node's one synchronous sleep.
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /** A node:fs call, its failure as SysError with the errno (node gives it negated). */
 function fsCall<T>(call: string, path: string | undefined, fn: () => T): T {
@@ -81,8 +84,8 @@ export const sys: Sys = {
   send(fd, buf) {
     return check('send', c.send(fd, buf, buf.length, 0));
   },
-  recv(fd, buf) {
-    return check('recv', c.recv(fd, buf, buf.length, 0));
+  recv(fd, buf, flags = 0) {
+    return check('recv', c.recv(fd, buf, buf.length, flags));
   },
   close(fd) {
     check('close', c.close(fd));
@@ -109,10 +112,20 @@ export const sys: Sys = {
     const timedOut = (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
     return { ...out, failure: { kind: timedOut ? 'timeout' : 'start', message: r.error.message } };
   },
-  startHolder(path, args, fd) {
-    const child = spawn(path, args, { stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
+  startDetached(path, args, stdio) {
+    const fds: (number | 'ignore')[] = [];
+    for (const fd of stdio) fds.push(fd ?? 'ignore');
+    const child = spawn(path, args, { stdio: fds, detached: true });
     child.on('error', () => undefined);
     child.unref();
+  },
+  pipe() {
+    const fds = new Int32Array(2);
+    check('pipe2', c.pipe2(fds, O_CLOEXEC));
+    return [fds[0]!, fds[1]!];
+  },
+  sleep(ms) {
+    Atomics.wait(sleeper, 0, 0, ms);
   },
   sha256hex(text) {
     return createHash('sha256').update(text).digest('hex');

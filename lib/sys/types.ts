@@ -19,6 +19,7 @@ export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
 export const O_APPEND = 0o2000;
 export const O_CLOEXEC = 0o2000000;
+export const MSG_DONTWAIT = 0x40;
 export const X_OK = 1;
 
 export const EPERM = 1;
@@ -28,6 +29,7 @@ export const ENOTDIR = 20;
 export const EISDIR = 21;
 export const EINVAL = 22;
 export const ENOTTY = 25;
+export const EAGAIN = 11;
 
 export class SysError extends Error {
   constructor(
@@ -89,15 +91,23 @@ export interface Sys {
   /** A bound netlink socket of the given protocol in the caller's current netns. */
   netlinkSocket(protocol: number): number;
   send(fd: number, buf: Uint8Array): number;
-  /** One datagram into buf; returns its length. */
-  recv(fd: number, buf: Uint8Array): number;
+  /** One datagram into buf; returns its length. With MSG_DONTWAIT and nothing queued: SysError EAGAIN. */
+  recv(fd: number, buf: Uint8Array, flags?: number): number;
   close(fd: number): void;
   /** setsockopt(2) with an int value; false when the kernel does not know the option (ENOPROTOOPT). */
   setsockoptInt(fd: number, level: number, option: number, value: number): boolean;
   /** Runs a program to its end: stdin from `input`, stdout and stderr captured as UTF-8. */
   run(path: string, args: readonly string[], opts?: RunOptions): RunResult;
-  /** Starts a program that may outlive the caller, with /dev/null as stdio and `fd` as its fd 3. */
-  startHolder(path: string, args: readonly string[], fd: number): void;
+  /**
+   * Starts a program that may outlive the caller: stdio[i] becomes its fd i,
+   * null is /dev/null. Never the caller's stdout: a runtime reads a plugin's
+   * output until every process holding it has closed it.
+   */
+  startDetached(path: string, args: readonly string[], stdio: readonly (number | null)[]): void;
+  /** pipe2(2) with O_CLOEXEC: [read end, write end]. */
+  pipe(): [number, number];
+  /** Blocks the thread for ms milliseconds (fractions allowed). */
+  sleep(ms: number): void;
   /** SHA-256 of the UTF-8 text, in hex. */
   sha256hex(text: string): string;
 

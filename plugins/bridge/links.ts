@@ -192,7 +192,7 @@ export function deletePair(nl: Netlink, hostName: string): boolean {
   const link = nl.link(hostName);
   if (!link || link.kind !== 'veth') return false;
   try {
-    nl.deleteLink(link.index);
+    nl.deleteLinkUnwaited(link.index);
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === 19 /* ENODEV: a parallel DEL */) return false;
     throw e;
