@@ -132,10 +132,12 @@ export class NetlinkSocket {
   /**
    * A change request sent by a short-lived child instead of this process.
    * The kernel runs a request in the task that sends it, and some go on
-   * long after their change is in effect: deleting a link waits for an RCU
-   * barrier, 15–40 ms here, once the link is already gone. `cat` writes the
-   * request to a socket of its own (one read, one write: netlink takes a
-   * write(2) as a message) and sits out the wait; this returns as soon as
+   * long after their change is in effect: deleting a link waits 15–40 ms
+   * here (an RCU barrier, then the device's last references) once the link
+   * is already gone. `cat` is handed the request in a pipe and a socket
+   * opened here as its stdout, writes one to the other (one read, one
+   * write: netlink takes a write(2) as a message) and sits out the wait in
+   * the kernel. This returns as soon as
    * `inEffect()` sees the change, or with the kernel's refusal, which comes
    * back on that socket. Without `cat` (or `opts.program`), or when the
    * change does not show within `opts.patienceMs`, the request is made here.
@@ -146,32 +148,52 @@ export class NetlinkSocket {
   requestFromChild(op: string, type: number, flags: number, body: Uint8Array, inEffect: () => boolean, opts: { program?: string; patienceMs?: number } = {}): void {
     const cat = opts.program ?? relayProgram();
     if (!cat) return this.request(op, type, flags, body);
-    const relay = NetlinkSocket.open(this.protocol);
+    let relay: NetlinkSocket;
+    try {
+      relay = NetlinkSocket.open(this.protocol);
+    } catch {
+      // Out of fds or socket buffers: this socket still works.
+      return this.request(op, type, flags, body);
+    }
     try {
       const { seq, bytes } = relay.frame(type, flags | NLM_F_ACK, body);
-      const [r, w] = sys.pipe();
-      try {
-        try {
-          // A pipe holds a page or more before a write blocks; a request is far smaller.
-          sys.write(w, bytes);
-        } finally {
-          sys.close(w);
-        }
-        sys.startDetached(cat, [], [r, relay.fd, null]);
-      } catch {
-        // No child (no process slots, a vanished cat): the request is made here.
-        return this.request(op, type, flags, body);
-      } finally {
-        sys.close(r);
-      }
+      if (!relay.startRelay(cat, bytes)) return this.request(op, type, flags, body);
       const deadline = performance.now() + (opts.patienceMs ?? 2000);
       for (;;) {
+        // inEffect's own request queues behind the child's for the kernel's
+        // rtnl lock, so it sees the change once the child's part under the
+        // lock is over; a refusal wakes the wait at once.
         if (relay.answered(op, seq) || inEffect()) return;
         if (performance.now() > deadline) return this.request(op, type, flags, body);
-        sys.sleep(0.2);
+        sys.waitReadable(relay.fd, 0.25);
       }
     } finally {
       relay.close();
+    }
+  }
+
+  /** Starts `cat` with the request in a pipe as its stdin and this socket as its stdout; false when it cannot. */
+  private startRelay(cat: string, request: Uint8Array): boolean {
+    let ends: [number, number];
+    try {
+      ends = sys.pipe();
+    } catch {
+      return false;
+    }
+    const [r, w] = ends;
+    try {
+      try {
+        // A pipe holds a page or more before a write blocks; a request is far smaller.
+        sys.write(w, request);
+      } finally {
+        sys.close(w);
+      }
+      sys.startDetached(cat, [], [r, this.fd, null]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      sys.close(r);
     }
   }
 

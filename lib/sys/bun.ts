@@ -42,6 +42,7 @@ const { symbols: c } = dlopen('libc.so.6', {
   __errno_location: { args: [], returns: ptr },
   _exit: { args: [i32], returns: FFIType.void },
   pipe2: { args: [ptr, i32], returns: i32 },
+  ppoll: { args: [ptr, u64, ptr, ptr], returns: i32 },
 });
 
 const te = new TextEncoder();
@@ -85,6 +86,18 @@ function statResult(): FileStat {
     size: Number(statView.getBigUint64(40, true)),
     dev: statView.getUint32(136, true) * 0x100000 + statView.getUint32(140, true),
   };
+}
+
+// struct pollfd (int fd; short events, revents) and struct timespec, reused by waitReadable.
+const POLLIN = 1;
+const pollBuf = new Uint8Array(8);
+const pollView = new DataView(pollBuf.buffer);
+const timespecBuf = new Uint8Array(16);
+const timespecView = new DataView(timespecBuf.buffer);
+function setTimespec(ms: number): void {
+  const ns = Math.max(0, Math.round(ms * 1e6));
+  timespecView.setBigInt64(0, BigInt(Math.floor(ns / 1e9)), true);
+  timespecView.setBigInt64(8, BigInt(ns % 1e9), true);
 }
 
 const EMPTY = new Uint8Array(1);
@@ -157,15 +170,21 @@ export const sys: Sys = {
   startDetached(path, args, stdio) {
     const fds: [number | 'ignore', number | 'ignore', number | 'ignore', ...(number | 'ignore')[]] = [stdio[0] ?? 'ignore', stdio[1] ?? 'ignore', stdio[2] ?? 'ignore'];
     for (let i = 3; i < stdio.length; i++) fds.push(stdio[i] ?? 'ignore');
-    Bun.spawn({ cmd: [path, ...args], stdio: fds }).unref();
+    Bun.spawn({ cmd: [path, ...args], stdio: fds, detached: true }).unref();
   },
   pipe() {
     const fds = new Int32Array(2);
     check('pipe2', c.pipe2(fds, O_CLOEXEC));
     return [fds[0]!, fds[1]!];
   },
-  sleep(ms) {
-    Bun.sleepSync(ms);
+  waitReadable(fd, ms) {
+    pollView.setInt32(0, fd, true);
+    pollView.setInt16(4, POLLIN, true);
+    pollView.setInt16(6, 0, true);
+    setTimespec(ms);
+    const n = c.ppoll(pollBuf, 1, timespecBuf, null);
+    if (n < 0 && errno() !== EINTR) throw new SysError('ppoll', errno());
+    return n > 0;
   },
   sha256hex(text) {
     return new Bun.CryptoHasher('sha256').update(text).digest('hex');

@@ -3,7 +3,7 @@ import koffi from 'koffi';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL, O_CLOEXEC } from './types.ts';
+import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL, ENOENT, O_CLOEXEC } from './types.ts';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -24,11 +24,10 @@ const c = {
   setsockopt: libc.func('int setsockopt(int fd, int level, int optname, void *optval, uint32_t optlen)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request)'),
   pipe2: libc.func('int pipe2(_Out_ int *fds, int flags)'),
+  ppoll: libc.func('int ppoll(_Inout_ void *fds, uint64_t nfds, void *tmo, void *sigmask)'),
 };
 // _IO(0xb7, 0x3)
 const NS_GET_NSTYPE = 0xb703;
-// Atomics.wait on a word nobody changes: Node's one synchronous sleep.
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /** A node:fs call, its failure as SysError with the errno (node gives it negated). */
 function fsCall<T>(call: string, path: string | undefined, fn: () => T): T {
@@ -117,6 +116,8 @@ export const sys: Sys = {
     for (const fd of stdio) fds.push(fd ?? 'ignore');
     const child = spawn(path, args, { stdio: fds, detached: true });
     child.on('error', () => undefined);
+    // Node reports a failed start as a later 'error' event; no pid means it did not start.
+    if (child.pid === undefined) throw new SysError('spawn', ENOENT, path);
     child.unref();
   },
   pipe() {
@@ -124,8 +125,17 @@ export const sys: Sys = {
     check('pipe2', c.pipe2(fds, O_CLOEXEC));
     return [fds[0]!, fds[1]!];
   },
-  sleep(ms) {
-    Atomics.wait(sleeper, 0, 0, ms);
+  waitReadable(fd, ms) {
+    const pfd = Buffer.alloc(8);
+    pfd.writeInt32LE(fd, 0);
+    pfd.writeInt16LE(1 /* POLLIN */, 4);
+    const ns = Math.max(0, Math.round(ms * 1e6));
+    const tmo = Buffer.alloc(16);
+    tmo.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), 0);
+    tmo.writeBigInt64LE(BigInt(ns % 1e9), 8);
+    const n = Number(c.ppoll(pfd, 1, tmo, null));
+    if (n < 0 && koffi.errno() !== EINTR) throw new SysError('ppoll', koffi.errno());
+    return n > 0;
   },
   sha256hex(text) {
     return createHash('sha256').update(text).digest('hex');

@@ -1,6 +1,7 @@
 // Both adapters must behave alike where callers depend on it: running a
-// program (input, environment, exit status, a start failure, a timeout) and
-// hashing. The node adapter runs here; the bun one in a Bun child.
+// program (input, environment, exit status, a start failure, a timeout), a
+// detached child, waiting on a pipe, and hashing. The node adapter runs
+// here; the bun one in a Bun child.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sys } from './node.ts';
 import { fileAnswers } from './testdata/files.ts';
+import { childAnswers } from './testdata/children.ts';
 
 const BUN = fileURLToPath(new URL('../../node_modules/.bin/bun', import.meta.url));
 const SCRIPT = fileURLToPath(new URL('./testdata/run-bun.ts', import.meta.url));
@@ -32,6 +34,7 @@ function nodeAnswers() {
     strict: sys.setsockoptInt(sys.netlinkSocket(0), 270, 12, 1),
     unknownOption: sys.setsockoptInt(sys.netlinkSocket(0), 270, 999, 1),
     files: scratch((dir) => fileAnswers(sys, dir)),
+    children: childAnswers(sys),
   };
 }
 
@@ -82,6 +85,9 @@ describe.each([
       accessMissing: 2,
       nulInPath: 22,
     });
+  });
+  it('starts a detached child on the fds given, says when one cannot start, and waits on a pipe', () => {
+    expect(a.children).toEqual({ readyBefore: false, waitedAtLeast15: true, readyAfter: true, echoed: 'ping', missingThrows: true });
   });
   it('hashes as SHA-256', () => {
     expect(a.hash).toBe('59b271ae1bbcb1d31d41929817f4b16fb439eb4f31520b5ad1d5ce98920a7138');

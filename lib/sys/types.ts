@@ -99,15 +99,19 @@ export interface Sys {
   /** Runs a program to its end: stdin from `input`, stdout and stderr captured as UTF-8. */
   run(path: string, args: readonly string[], opts?: RunOptions): RunResult;
   /**
-   * Starts a program that may outlive the caller: stdio[i] becomes its fd i,
-   * null is /dev/null. Never the caller's stdout: a runtime reads a plugin's
-   * output until every process holding it has closed it.
+   * Starts a program that may outlive the caller, in a session of its own:
+   * stdio[i] becomes its fd i; null is /dev/null for fds 0-2 and closed
+   * above. Never the caller's stdout: a runtime reads a plugin's output
+   * until every process holding it has closed it. Throws when it cannot start.
    */
   startDetached(path: string, args: readonly string[], stdio: readonly (number | null)[]): void;
   /** pipe2(2) with O_CLOEXEC: [read end, write end]. */
   pipe(): [number, number];
-  /** Blocks the thread for ms milliseconds (fractions allowed). */
-  sleep(ms: number): void;
+  /**
+   * ppoll(2) for POLLIN on one fd: whether it became readable within ms
+   * milliseconds (fractions honoured; a signal counts as not yet).
+   */
+  waitReadable(fd: number, ms: number): boolean;
   /** SHA-256 of the UTF-8 text, in hex. */
   sha256hex(text: string): string;
 

@@ -1,6 +1,7 @@
 // The bun adapter's answers as JSON for sys.test.ts; argv[2] is a scratch directory.
 import { sys } from '../bun.ts';
 import { fileAnswers } from './files.ts';
+import { childAnswers } from './children.ts';
 
 console.log(JSON.stringify({
   timeout: sys.run('/bin/sleep', ['5'], { timeoutMs: 200 }),
@@ -11,4 +12,5 @@ console.log(JSON.stringify({
   strict: sys.setsockoptInt(sys.netlinkSocket(0), 270, 12, 1),
   unknownOption: sys.setsockoptInt(sys.netlinkSocket(0), 270, 999, 1),
   files: fileAnswers(sys, process.argv[2]!),
+  children: childAnswers(sys),
 }));
