@@ -9,6 +9,7 @@ import { Lab } from './lab.ts';
 import { bin, BIN, REFERENCE_BIN } from './dist.ts';
 import { startPeerServer, tcpAsk, ping, addOutside } from './net.ts';
 import { validateResult } from '../lib/spec/validators.gen.js';
+import { hostVethName } from '../plugins/bridge/links.ts';
 
 let lab: Lab;
 let outside: string;
@@ -235,6 +236,23 @@ describe('bridge failures leave nothing behind', () => {
     expect(r.status).not.toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('eth0') });
     expectNothingLeft(net, { v4: '10.60.2.2', id: 'ctr-dup' });
+  });
+
+  it('a host end left by an ADD that crashed is replaced: the ADD succeeds, DEL leaves nothing', () => {
+    const net = network({ subnet: '10.60.8.0/24' });
+    const stale = hostVethName(net.name, 'ctr-stale', 'eth0');
+    lab.ip(['link', 'add', stale, 'type', 'veth', 'peer', 'name', 'stalepeer0']);
+    const before = JSON.parse(lab.exec('ip', ['-j', 'link', 'show', 'dev', stale]).stdout) as { ifindex: number }[];
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-stale');
+    expect(r.status).toBe(0);
+    const after = JSON.parse(lab.exec('ip', ['-j', 'link', 'show', 'dev', stale]).stdout) as { ifindex: number; master?: string }[];
+    expect(after[0]!.ifindex).not.toBe(before[0]!.ifindex);
+    expect(after[0]!.master).toBe(net.bridge);
+    expect(lab.exec('ip', ['link', 'show', 'dev', 'stalepeer0']).status).not.toBe(0);
+    expect(lab.exec('ip', ['link', 'show', 'dev', 'eth0'], { netns }).status).toBe(0);
+    expect(call(net, 'DEL', netns, 'ctr-stale').status).toBe(0);
+    expectNothingLeft(net, { v4: '10.60.8.2', id: 'ctr-stale' });
   });
 
   it('a non-bridge link with the bridge name: error 7, nothing made', () => {

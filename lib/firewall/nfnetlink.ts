@@ -6,8 +6,7 @@
 import { sys, SysError, errnoName, NETLINK_NETFILTER } from '../sys/index.ts';
 import { attr, nested, str, concat, struct } from '../netlink/codec.ts';
 import { type IPAddr, ipToBytes, tryParseIP } from '../ip/index.ts';
-import { findTool } from './exec.ts';
-import { isExecutable } from '../fs/index.ts';
+import { findCoreutil } from '../fs/index.ts';
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
@@ -267,8 +266,7 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
  * happens in the background once the grace period is long over.
  */
 function handOver(fd: number): void {
-  // coreutils' sleep is in /bin (or /usr/bin) on every distribution: no PATH walk for it.
-  const sleep = isExecutable('/bin/sleep') ? '/bin/sleep' : findTool('sleep');
+  const sleep = findCoreutil('sleep');
   if (!sleep) return sys.close(fd);
   try {
     // No stdout/stderr: a runtime reads the plugin's output until every holder closes it.

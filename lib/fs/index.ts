@@ -160,6 +160,18 @@ export function isExecutable(path: string): boolean {
   }
 }
 
+const coreutils = new Map<string, string | undefined>();
+/** A coreutils program (cat, sleep): in /bin or /usr/bin on every distribution, so no PATH walk. */
+export function findCoreutil(name: string): string | undefined {
+  if (!coreutils.has(name)) {
+    let found: string | undefined;
+    if (isExecutable(`/bin/${name}`)) found = `/bin/${name}`;
+    else if (isExecutable(`/usr/bin/${name}`)) found = `/usr/bin/${name}`;
+    coreutils.set(name, found);
+  }
+  return coreutils.get(name);
+}
+
 /** The path with every symlink resolved, or undefined when it does not resolve. */
 export function realPath(path: string): string | undefined {
   try {

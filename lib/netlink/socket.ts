@@ -1,7 +1,7 @@
 // A netlink socket of lib/sys with request/acknowledge and dump round trips.
 // Synchronous on purpose: the caller may be inside a setns'd section.
 import { sys, SysError, errnoName, EAGAIN, MSG_DONTWAIT } from '../sys/index.ts';
-import { isExecutable } from '../fs/index.ts';
+import { findCoreutil } from '../fs/index.ts';
 import { concat, struct } from './codec.ts';
 
 export const NLM_F_REQUEST = 0x1;
@@ -37,13 +37,6 @@ export interface Message {
 // they return is copied out, and a fresh 64 KiB buffer per socket (bridge
 // ADD opens three) would cost zeroing for nothing.
 const recvBuf = new Uint8Array(RECV_BUFFER);
-
-let relay: string | null | undefined;
-/** coreutils' cat, in /bin or /usr/bin on every distribution: no PATH walk for it. */
-function relayProgram(): string | undefined {
-  if (relay === undefined) relay = isExecutable('/bin/cat') ? '/bin/cat' : isExecutable('/usr/bin/cat') ? '/usr/bin/cat' : null;
-  return relay ?? undefined;
-}
 
 export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
@@ -92,14 +85,18 @@ export class NetlinkSocket {
   /**
    * Receives until the exchange `seq` ends: with the ack (or error) of a
    * request or get, or NLMSG_DONE of a dump. Returns the data messages.
+   * With MSG_DONTWAIT, undefined when nothing more is queued yet.
    */
-  private receive(op: string, seq: number): Message[] {
+  private receive(op: string, seq: number): Message[];
+  private receive(op: string, seq: number, flags: number): Message[] | undefined;
+  private receive(op: string, seq: number, flags = 0): Message[] | undefined {
     const out: Message[] = [];
     for (;;) {
       let n: number;
       try {
-        n = sys.recv(this.fd, this.buf);
+        n = sys.recv(this.fd, this.buf, flags);
       } catch (e) {
+        if (e instanceof SysError && e.errno === EAGAIN && flags & MSG_DONTWAIT) return undefined;
         if (e instanceof SysError) throw new NetlinkError(op, e.errno);
         throw e;
       }
@@ -146,7 +143,7 @@ export class NetlinkSocket {
    * must be this socket's (Netlink.with and inNetns keep both the same).
    */
   requestFromChild(op: string, type: number, flags: number, body: Uint8Array, inEffect: () => boolean, opts: { program?: string; patienceMs?: number } = {}): void {
-    const cat = opts.program ?? relayProgram();
+    const cat = opts.program ?? findCoreutil('cat');
     if (!cat) return this.request(op, type, flags, body);
     let relay: NetlinkSocket;
     try {
@@ -163,7 +160,7 @@ export class NetlinkSocket {
         // inEffect's own request queues behind the child's for the kernel's
         // rtnl lock, so it sees the change once the child's part under the
         // lock is over; a refusal wakes the wait at once.
-        if (relay.answered(op, seq) || inEffect()) return;
+        if (relay.receive(op, seq, MSG_DONTWAIT) !== undefined || inEffect()) return;
         if (performance.now() > deadline) return this.request(op, type, flags, body);
         sys.waitReadable(relay.fd, 0.25);
       }
@@ -194,31 +191,6 @@ export class NetlinkSocket {
       return false;
     } finally {
       sys.close(r);
-    }
-  }
-
-  /** Whether the answer to `seq` has come, without waiting; a refusal throws. */
-  private answered(op: string, seq: number): boolean {
-    for (;;) {
-      let n: number;
-      try {
-        n = sys.recv(this.fd, this.buf, MSG_DONTWAIT);
-      } catch (e) {
-        if (e instanceof SysError && e.errno === EAGAIN) return false;
-        if (e instanceof SysError) throw new NetlinkError(op, e.errno);
-        throw e;
-      }
-      const dv = new DataView(this.buf.buffer, 0, n);
-      for (let off = 0; off + HEADER <= n; ) {
-        const len = dv.getUint32(off, true);
-        if (len < HEADER || off + len > n) break;
-        if (dv.getUint32(off + 8, true) === seq && dv.getUint16(off + 4, true) === NLMSG_ERROR) {
-          const err = dv.getInt32(off + HEADER, true);
-          if (err !== 0) throw new NetlinkError(op, -err);
-          return true;
-        }
-        off += (len + 3) & ~3;
-      }
     }
   }
 

@@ -1,6 +1,6 @@
 // Bun adapter: bun:ffi. This is what the standalone executable runs.
 import { dlopen, FFIType, read } from 'bun:ffi';
-import { type Sys, type FileStat, SysError, LOCK_NB, O_RDONLY, O_CLOEXEC, EINVAL } from './types.ts';
+import { type Sys, type FileStat, SysError, LOCK_NB, O_RDONLY, O_CLOEXEC, EINVAL, pollfdIn, timespec } from './types.ts';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -88,18 +88,6 @@ function statResult(): FileStat {
   };
 }
 
-// struct pollfd (int fd; short events, revents) and struct timespec, reused by waitReadable.
-const POLLIN = 1;
-const pollBuf = new Uint8Array(8);
-const pollView = new DataView(pollBuf.buffer);
-const timespecBuf = new Uint8Array(16);
-const timespecView = new DataView(timespecBuf.buffer);
-function setTimespec(ms: number): void {
-  const ns = Math.max(0, Math.round(ms * 1e6));
-  timespecView.setBigInt64(0, BigInt(Math.floor(ns / 1e9)), true);
-  timespecView.setBigInt64(8, BigInt(ns % 1e9), true);
-}
-
 const EMPTY = new Uint8Array(1);
 // Reused by every readdir: a fresh 32 KiB buffer each call would cost zeroing for nothing.
 const direntBuf = new Uint8Array(1 << 15);
@@ -178,11 +166,7 @@ export const sys: Sys = {
     return [fds[0]!, fds[1]!];
   },
   waitReadable(fd, ms) {
-    pollView.setInt32(0, fd, true);
-    pollView.setInt16(4, POLLIN, true);
-    pollView.setInt16(6, 0, true);
-    setTimespec(ms);
-    const n = c.ppoll(pollBuf, 1, timespecBuf, null);
+    const n = c.ppoll(pollfdIn(fd), 1, timespec(ms), null);
     if (n < 0 && errno() !== EINTR) throw new SysError('ppoll', errno());
     return n > 0;
   },

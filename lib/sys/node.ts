@@ -3,7 +3,7 @@ import koffi from 'koffi';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL, ENOENT, O_CLOEXEC } from './types.ts';
+import { type Sys, type FileStat, SysError, LOCK_NB, EINVAL, ENOENT, O_CLOEXEC, pollfdIn, timespec } from './types.ts';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -126,14 +126,7 @@ export const sys: Sys = {
     return [fds[0]!, fds[1]!];
   },
   waitReadable(fd, ms) {
-    const pfd = Buffer.alloc(8);
-    pfd.writeInt32LE(fd, 0);
-    pfd.writeInt16LE(1 /* POLLIN */, 4);
-    const ns = Math.max(0, Math.round(ms * 1e6));
-    const tmo = Buffer.alloc(16);
-    tmo.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), 0);
-    tmo.writeBigInt64LE(BigInt(ns % 1e9), 8);
-    const n = Number(c.ppoll(pfd, 1, tmo, null));
+    const n = Number(c.ppoll(pollfdIn(fd), 1, timespec(ms), null));
     if (n < 0 && koffi.errno() !== EINTR) throw new SysError('ppoll', koffi.errno());
     return n > 0;
   },

@@ -31,6 +31,25 @@ export const EINVAL = 22;
 export const ENOTTY = 25;
 export const EAGAIN = 11;
 
+/** struct pollfd { int fd; short events = POLLIN; short revents } for ppoll(2). */
+export function pollfdIn(fd: number): Uint8Array {
+  const b = new Uint8Array(8);
+  const dv = new DataView(b.buffer);
+  dv.setInt32(0, fd, true);
+  dv.setInt16(4, 1 /* POLLIN */, true);
+  return b;
+}
+
+/** struct timespec of ms milliseconds (fractions kept to the nanosecond). */
+export function timespec(ms: number): Uint8Array {
+  const ns = Math.max(0, Math.round(ms * 1e6));
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setBigInt64(0, BigInt(Math.floor(ns / 1e9)), true);
+  dv.setBigInt64(8, BigInt(ns % 1e9), true);
+  return b;
+}
+
 export class SysError extends Error {
   constructor(
     readonly call: string,

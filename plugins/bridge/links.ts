@@ -49,23 +49,22 @@ export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; creat
  */
 export function createPair(nl: Netlink, o: BridgeOptions, bridge: Link, hostName: string, netns: string, ifname: string): Link {
   const fd = openNetns(netns);
+  const isClash = (e: unknown) => e instanceof NetlinkError && e.errno === EEXIST;
+  const taken = () => new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
   const create = () => nl.createVeth({ name: hostName, peerName: ifname, peerNetnsFd: fd, mtu: o.mtu ?? bridge.mtu, peerMac: o.mac, masterIndex: bridge.index, up: true });
   try {
     try {
       create();
     } catch (e) {
-      if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
+      if (!isClash(e)) throw e;
       // A host end left by an ADD that crashed (its name is this attachment's): replace it.
       const stale = nl.link(hostName);
-      if (!stale) throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
+      if (!stale) throw taken();
       nl.deleteLink(stale.index);
       try {
         create();
       } catch (e2) {
-        if (e2 instanceof NetlinkError && e2.errno === EEXIST) {
-          throw new CniError(ErrorCode.InvalidConfig, `an interface named ${ifname} already exists in ${netns}`);
-        }
-        throw e2;
+        throw isClash(e2) ? taken() : e2;
       }
     }
   } finally {
