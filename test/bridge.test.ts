@@ -319,9 +319,9 @@ describe('bridge failures leave nothing behind', () => {
   });
 
   it('honours a requested MAC, hairpin mode and port isolation', () => {
-    const net = network({ subnet: '10.60.5.0/24', extra: { hairpinMode: true, portIsolation: true } });
-    const a = attach(net, { runtimeConfig: { mac: '02:42:0a:3c:05:09' } });
-    expect(a.result.interfaces[2]!.mac).toBe('02:42:0a:3c:05:09');
+    const net = network({ subnet: '10.60.9.0/24', extra: { hairpinMode: true, portIsolation: true } });
+    const a = attach(net, { runtimeConfig: { mac: '02:42:0a:3c:09:09' } });
+    expect(a.result.interfaces[2]!.mac).toBe('02:42:0a:3c:09:09');
     const port = (JSON.parse(lab.ip(['-j', '-d', 'link', 'show', a.result.interfaces[1]!.name])) as { linkinfo: { info_slave_data: { hairpin: boolean; isolated: boolean } } }[])[0]!;
     expect(port.linkinfo.info_slave_data).toMatchObject({ hairpin: true, isolated: true });
     expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
