@@ -195,6 +195,37 @@ describe.each(['nftables', 'iptables'] as const)('containerd-style teardown with
   });
 });
 
+describe('a whole config in Go-style keys', () => {
+  it('bridge with IsGateway/IPMasq and an IPAM section in Go field names (read by host-local in-process) attaches and detaches', () => {
+    const k = node('nftables');
+    const ipamDir = join(lab.dir, 'ipam');
+    const goConf = {
+      CNIVersion: '1.0.0',
+      Name: k.name,
+      Type: 'bridge',
+      Bridge: k.bridge.bridge,
+      IsGateway: true,
+      IsDefaultGateway: true,
+      IPMasq: true,
+      IPMasqBackend: 'nftables',
+      DataDir: k.bridge.dataDir,
+      IPAM: { Type: 'host-local', Ranges: [[{ Subnet: `10.244.${k.bridge.bridge.slice(4)}.0/24`, RangeStart: `10.244.${k.bridge.bridge.slice(4)}.40` }]], DataDir: ipamDir },
+    };
+    const netns = lab.container();
+    const id = `td${ids++}`;
+    const r = k.exec('bridge', 'ADD', id, netns, goConf);
+    expect(r.stdout).not.toContain('"code"');
+    const result = JSON.parse(r.stdout) as { ips: { address: string; gateway: string }[] };
+    expect(result.ips[0]).toMatchObject({ address: `10.244.${k.bridge.bridge.slice(4)}.40/24`, gateway: `10.244.${k.bridge.bridge.slice(4)}.1` });
+    expect(k.leases()).toEqual([`10.244.${k.bridge.bridge.slice(4)}.40`]);
+    expect(lab.ip(['-4', '-o', 'addr', 'show', 'dev', k.bridge.bridge])).toContain(`10.244.${k.bridge.bridge.slice(4)}.1/24`);
+    expect(k.exec('bridge', 'DEL', id, '', goConf).status).toBe(0);
+    expect(k.leases()).toEqual([]);
+    expect(k.records()).toEqual([]);
+    expect(k.hostVeths()).toEqual([]);
+  });
+});
+
 describe('host and loopback DEL', () => {
   it('succeed with CNI_NETNS="", a garbage runtimeConfig and no prevResult, repeatedly', () => {
     const garbage = { runtimeConfig: { portMappings: ['garbage'] }, prevResult: { cniVersion: '7.0.0' } };
