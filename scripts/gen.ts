@@ -100,7 +100,9 @@ class KeyTreeBuilder {
 
   private resolve(ref: string, file: string): { schema: Json; file: string; key: string } {
     const hash = ref.indexOf('#');
-    const target = hash === 0 ? file : hash < 0 ? ref : ref.slice(0, hash);
+    const doc = hash === 0 ? file : hash < 0 ? ref : ref.slice(0, hash);
+    // A reference by $id names the same file as one by file name.
+    const target = doc.slice(doc.lastIndexOf('/') + 1);
     const pointer = hash < 0 ? '' : ref.slice(hash + 1);
     let node: unknown = this.byFile.get(target);
     if (node === undefined) throw new Error(`${file}: $ref ${ref}: no schema file ${target}`);

@@ -10,3 +10,11 @@ it('lib/spec generated files are up to date (run `npm run gen`)', async () => {
   expect(files.size).toBeGreaterThanOrEqual(3);
   for (const [path, content] of files) expect(readFileSync(join(ROOT, path), 'utf8'), path).toBe(content);
 });
+
+it('every precompiled validator has a key tree (Go-style keys reach every schema, also new ones)', async () => {
+  const validators = (await import('../lib/spec/validators.gen.js')) as Record<string, unknown>;
+  const { keyTreeOfValidator } = await import('../lib/spec/keys.gen.js');
+  const names = Object.keys(validators).filter((n) => n.startsWith('validate'));
+  expect(names.length).toBeGreaterThan(5);
+  for (const n of names) expect(keyTreeOfValidator.has(validators[n] as never), n).toBe(true);
+});
