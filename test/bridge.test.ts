@@ -398,7 +398,7 @@ describe('bridge MAC', () => {
 });
 
 describe('what ADD changes on the bridge', () => {
-  it('promiscMode is turned off again by the DEL of the bridge\'s last container', () => {
+  it('promiscMode is turned off again by the DEL (or GC) of the bridge\'s last container', () => {
     const net = network({ subnet: '10.62.4.0/24', extra: { promiscMode: true } });
     const a = attach(net);
     const b = attach(net);
@@ -408,6 +408,13 @@ describe('what ADD changes on the bridge', () => {
     expect(call(net, 'DEL', b.netns, b.id).status).toBe(0);
     expect(linkInfo(net.bridge).flags).not.toContain('PROMISC');
     expectNothingLeft(net, a);
+    // Also when GC removes the last one.
+    const c = attach(net);
+    expect(linkInfo(net.bridge).flags).toContain('PROMISC');
+    const gc = lab.plugin(bin('bridge'), { command: 'GC', path: BIN, config: { ...net.conf, 'cni.dev/valid-attachments': [] } });
+    expect(gc.stdout + gc.stderr).toBe('');
+    expect(linkInfo(net.bridge).flags).not.toContain('PROMISC');
+    expectNothingLeft(net, c);
   });
 
   it('hairpinMode with promiscMode is refused with 7 (as the reference), nothing made', () => {

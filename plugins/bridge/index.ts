@@ -295,6 +295,7 @@ async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> 
     // Not the recorded netns: its path may name another container by now.
     teardown(r, { network: r.network, containerId: r.containerId, ifname: r.ifname }, { ips: [], masq: false }, undefined, store);
   }
+  if (o.promiscMode) Netlink.with((nl) => restoreBridge(nl, o, o.bridge));
   // Rules whose record was lost (a crash between the rule and the record, a wiped data dir).
   if (o.ipMasq) {
     const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
