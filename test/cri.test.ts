@@ -1,0 +1,134 @@
+// containerd 1.6 (its built-in CRI plugin) as a Kubernetes node's runtime,
+// driven through the CRI v1 gRPC API the way kubelet drives it, with a
+// kubenet-style conflist (bridge + host-local with the node's pod CIDR +
+// portmap with the portMappings capability). Run against cnikit's dist/bin
+// and against Debian's reference plugins: the same checks hold for both,
+// except where a reference fault is named.
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Lab } from './lab.ts';
+import { BIN, REFERENCE_BIN } from './dist.ts';
+import { addOutside, startPeerServer, UPLINK } from './net.ts';
+import { ContainerdNode } from './cri/node.ts';
+import { buildImage, PAGE } from './cri/image.ts';
+import { CriError } from './cri/client.ts';
+import { runPod, removePod, httpGet, httpGetRetry, podGet, podAsk, leftovers, podConflist, type Pod } from './cri/pods.ts';
+
+const contenders = [
+  { name: 'cnikit', binDir: BIN, reference: false },
+  { name: 'reference plugins', binDir: REFERENCE_BIN, reference: true },
+] as const;
+
+const NODE1_CIDR = '10.244.1.0/24';
+const NODE2_CIDR = '10.244.2.0/24';
+const CLUSTER_CIDR = '10.244.0.0/16';
+const HOSTPORT = 8080;
+
+describe.each(contenders)('a containerd node on $name', ({ binDir, reference }) => {
+  let lab: Lab;
+  let outside: string;
+  let node: ContainerdNode | undefined;
+  const servers: ChildProcess[] = [];
+  const uplinks = ['uplink0'];
+
+  beforeAll(async () => {
+    lab = Lab.create();
+    outside = addOutside(lab);
+    await startPeerServer(outside, 'tcp', UPLINK.outside4, 9000, servers);
+    const image = buildImage(join(lab.dir, 'image'));
+    mkdirSync(join(lab.dir, 'node'));
+    node = await ContainerdNode.start({ name: `${lab.host}-node`, netns: lab.hostPath, dir: join(lab.dir, 'node'), binDir, conflist: podConflist(NODE1_CIDR) });
+    node.importImage(image);
+  }, 90_000);
+
+  afterAll(async () => {
+    if (process.env.CRI_DEBUG) console.log(require('node:fs').readFileSync(join(lab.dir, 'node/containerd.log'), 'utf8').split('\n').filter((l: string) => /level=(error|warn)/.test(l)).slice(-30).join('\n'));
+    await node?.destroy();
+    for (const s of servers) s.kill('SIGKILL');
+    lab?.destroy();
+  }, 90_000);
+
+  // Hygiene between cases (kubelet would garbage-collect too); each case checks its own leftovers first.
+  afterEach(async () => {
+    for (const p of (await node?.cri.listPodSandbox().catch(() => [])) ?? []) {
+      await node!.cri.stopPodSandbox(p.id).catch(() => undefined);
+      await node!.cri.removePodSandbox(p.id).catch(() => undefined);
+    }
+  });
+
+  it('a pod with a hostPort: served from outside, from the node and by hairpin, reaches other pods and the outside (masqueraded); a second pod is unaffected by its removal; nothing is left', async () => {
+    const n = node!;
+    const a = await runPod(n, 'web-a', HOSTPORT);
+    const b = await runPod(n, 'web-b');
+    expect(a.ip).toMatch(/^10\.244\.1\.\d+$/);
+    expect(b.ip).toMatch(/^10\.244\.1\.\d+$/);
+    expect(b.ip).not.toBe(a.ip);
+
+    // The hostPort from another host, from the node itself, and from the pod itself (hairpin).
+    expect(await httpGetRetry(outside, UPLINK.host4, HOSTPORT)).toBe(UPLINK.outside4);
+    expect(httpGet(outside, UPLINK.host4, HOSTPORT, '/')).toBe(PAGE.trim());
+    expect(httpGet(lab.hostPath, UPLINK.host4, HOSTPORT)).toBeDefined();
+    expect(await podGet(n, a, UPLINK.host4, HOSTPORT)).toMatch(/^10\.244\.1\.\d+$/);
+    // Pod to pod on the node, without NAT.
+    expect(await podGet(n, b, a.ip, 80)).toBe(b.ip);
+    expect(await podGet(n, a, b.ip, 80)).toBe(a.ip);
+    // Out to another host: masqueraded to the node's address.
+    expect(await podAsk(n, a, UPLINK.outside4, 9000)).toBe(UPLINK.host4);
+
+    await removePod(n, a);
+    // Right after: the remaining pod still serves and reaches out.
+    expect(await podAsk(n, b, UPLINK.outside4, 9000)).toBe(UPLINK.host4);
+    expect(httpGet(lab.hostPath, b.ip, 80)).toBe('10.244.1.1');
+    expect(httpGet(outside, UPLINK.host4, HOSTPORT, '/', 2)).toBeUndefined();
+    expect(await leftovers(n, [a], uplinks, 1)).toEqual([]);
+
+    await removePod(n, b);
+    expect(await leftovers(n, [a, b], uplinks)).toEqual([]);
+  });
+
+  it('a pod whose hostPort another pod holds: ADD fails, containerd cleans up, nothing is stuck or left', async () => {
+    const n = node!;
+    const holder = await runPod(n, 'holder', HOSTPORT);
+    expect(await httpGetRetry(outside, UPLINK.host4, HOSTPORT)).toBe(UPLINK.outside4);
+    const config = n.podConfig('clash', { portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: HOSTPORT }] });
+    if (reference) {
+      // Reference fault: portmap does not check whether a host port is taken; the second pod's DNAT rule is added too.
+      const id = await n.cri.runPodSandbox(config);
+      await n.cri.stopPodSandbox(id);
+      await n.cri.removePodSandbox(id);
+    } else {
+      const err = await n.cri.runPodSandbox(config).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(CriError);
+      expect((err as CriError).details).toContain(String(HOSTPORT));
+    }
+    const sandboxes = await n.cri.listPodSandbox();
+    expect(sandboxes.map((s) => s.metadata?.name)).toEqual(['holder']);
+    // The holder keeps its port.
+    expect(await httpGetRetry(outside, UPLINK.host4, HOSTPORT)).toBe(UPLINK.outside4);
+    await removePod(n, holder);
+    expect(await leftovers(n, [holder], uplinks)).toEqual([]);
+    expect(leftoverLeases(n)).toEqual([]);
+  });
+
+  it('10 pods with hostPorts run and are removed with nothing left; no sandbox is left that Stop/Remove cannot remove', async () => {
+    const n = node!;
+    const pods: Pod[] = [];
+    for (let i = 0; i < 10; i++) pods.push(await runPod(n, `many-${i}`, 8100 + i));
+    expect(new Set(pods.map((p) => p.ip)).size).toBe(10);
+    expect(await httpGetRetry(outside, UPLINK.host4, 8100)).toBe(UPLINK.outside4);
+    expect(await httpGetRetry(outside, UPLINK.host4, 8109)).toBe(UPLINK.outside4);
+    for (const p of pods) await removePod(n, p);
+    expect(await n.cri.listPodSandbox()).toEqual([]);
+    expect(await leftovers(n, pods, uplinks)).toEqual([]);
+    expect(leftoverLeases(n)).toEqual([]);
+  });
+});
+
+function leftoverLeases(n: ContainerdNode): string[] {
+  const dir = join(n.varLib, 'cni/networks/k8s-pod-network');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
+}
+
+export { NODE2_CIDR, CLUSTER_CIDR };
