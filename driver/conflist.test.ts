@@ -21,6 +21,13 @@ describe('pickVersion', () => {
 });
 
 describe('parseList', () => {
+  it('reads keys as libcni (Go) does: case-insensitively, the exact spelling first', () => {
+    const l = parseList(Buffer.from('{"CNIVersion":"1.0.0","Name":"n","DisableCheck":true,"Plugins":[{"Type":"bridge","Capabilities":{"portMappings":true}}]}'));
+    expect(l.conf).toMatchObject({ cniVersion: '1.0.0', name: 'n', disableCheck: true, plugins: [{ type: 'bridge', capabilities: { portMappings: true } }] });
+    expect(parseList(Buffer.from('{"name":"n","NAME":"m","cniVersion":"1.0.0","plugins":[{"type":"x"}]}')).conf.name).toBe('n');
+    const single = parseList(Buffer.from('{"CNIVersion":"1.0.0","Name":"n","Type":"bridge"}'));
+    expect(single.conf.plugins).toEqual([{ cniVersion: '1.0.0', name: 'n', type: 'bridge' }]);
+  });
   it('turns a single plugin config into a list of one, whose bytes are that list', () => {
     const l = parseList(Buffer.from('{"cniVersion":"1.0.0","name":"n","type":"bridge"}'));
     expect(l.conf.plugins).toEqual([{ cniVersion: '1.0.0', name: 'n', type: 'bridge' }]);

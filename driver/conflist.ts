@@ -8,6 +8,8 @@ import { join, extname, dirname } from 'node:path';
 import type { NetConfList, PluginConf } from '../lib/spec/index.ts';
 import { validationError } from '../lib/spec/index.ts';
 import { validateNetConfList } from '../lib/spec/validators.gen.js';
+import { keysNetConfList, keysNetConf } from '../lib/spec/keys.gen.js';
+import { normalizeKeys } from '../lib/spec/keys.ts';
 import { CniError, ErrorCode, SUPPORTED_VERSIONS, compareVersions } from '../lib/skel/index.ts';
 import { isObject } from './json.ts';
 
@@ -99,6 +101,10 @@ export function parseList(bytes: Buffer, file?: string): LoadedList {
   const where = file ?? 'network configuration';
   const raw = parseJson(bytes, where);
   if (!isObject(raw)) throw new ConfigError(`${where}: a network configuration is a JSON object`);
+  // Keys as libcni (Go's encoding/json) reads them: "Plugins", "CNIVersion"…
+  normalizeKeys(raw, keysNetConfList);
+  // A single plugin's config ("Type", no "Plugins") becomes a list of one below.
+  if (!('plugins' in raw)) normalizeKeys(raw, keysNetConf);
   normaliseBooleans(raw, where);
   let list: Record<string, unknown>;
   let listBytes = bytes;

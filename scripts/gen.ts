@@ -67,6 +67,169 @@ function genValidators(schemas: Schema[], raw: Record<string, unknown>[]): { js:
   return { js, dts };
 }
 
+// Key trees (lib/spec/keys.ts): per schema, the property names it knows at
+// every depth, so that a Go-style key ("HostPort") finds its field as Go's
+// encoding/json would find it. Built by walking $ref, allOf/anyOf/oneOf,
+// items and additionalProperties; equal subtrees are emitted once.
+
+interface TreeBuild {
+  /** canonical property name → its value's tree (undefined: a leaf) */
+  props: Map<string, TreeBuild | undefined>;
+  items?: TreeBuild;
+  rest?: TreeBuild;
+}
+
+type Json = Record<string, unknown>;
+
+function isJson(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+class KeyTreeBuilder {
+  private readonly byFile = new Map<string, Json>();
+  private readonly active = new Set<string>();
+
+  constructor(schemas: Schema[], raw: Json[]) {
+    schemas.forEach((s, i) => this.byFile.set(s.file, raw[i] as Json));
+  }
+
+  /** The tree of a whole schema file. */
+  ofFile(file: string): TreeBuild | undefined {
+    return this.of(this.byFile.get(file) as Json, file);
+  }
+
+  private resolve(ref: string, file: string): { schema: Json; file: string; key: string } {
+    const hash = ref.indexOf('#');
+    const target = hash === 0 ? file : hash < 0 ? ref : ref.slice(0, hash);
+    const pointer = hash < 0 ? '' : ref.slice(hash + 1);
+    let node: unknown = this.byFile.get(target);
+    if (node === undefined) throw new Error(`${file}: $ref ${ref}: no schema file ${target}`);
+    for (const seg of pointer.split('/').slice(1)) node = (node as Json)[seg.replace(/~1/g, '/').replace(/~0/g, '~')];
+    if (!isJson(node)) throw new Error(`${file}: $ref ${ref} does not resolve`);
+    return { schema: node, file: target, key: `${target}#${pointer}` };
+  }
+
+  private of(schema: unknown, file: string): TreeBuild | undefined {
+    if (!isJson(schema)) return undefined;
+    const tree: TreeBuild = { props: new Map() };
+    if (typeof schema.$ref === 'string') {
+      const r = this.resolve(schema.$ref, file);
+      // A recursive schema stops at its second visit: Go's decoder has no depth limit, but no CNI type recurses.
+      if (!this.active.has(r.key)) {
+        this.active.add(r.key);
+        merge(tree, this.of(r.schema, r.file));
+        this.active.delete(r.key);
+      }
+    }
+    for (const k of ['allOf', 'anyOf', 'oneOf']) {
+      const list = schema[k];
+      if (Array.isArray(list)) for (const sub of list) merge(tree, this.of(sub, file));
+    }
+    if (isJson(schema.properties)) {
+      for (const [name, sub] of Object.entries(schema.properties)) {
+        const t = this.of(sub, file);
+        const have = tree.props.get(name);
+        if (have && t) merge(have, t);
+        else if (!have) tree.props.set(name, t);
+      }
+    }
+    if (isJson(schema.items)) tree.items = mergeInto(tree.items, this.of(schema.items, file));
+    if (isJson(schema.additionalProperties)) tree.rest = mergeInto(tree.rest, this.of(schema.additionalProperties, file));
+    return isEmpty(tree) ? undefined : tree;
+  }
+}
+
+function isEmpty(t: TreeBuild): boolean {
+  return t.props.size === 0 && !t.items && !t.rest;
+}
+
+function mergeInto(a: TreeBuild | undefined, b: TreeBuild | undefined): TreeBuild | undefined {
+  if (!a) return b;
+  merge(a, b);
+  return a;
+}
+
+function merge(into: TreeBuild, from: TreeBuild | undefined): void {
+  if (!from) return;
+  for (const [name, sub] of from.props) {
+    const have = into.props.get(name);
+    if (have) merge(have, sub);
+    else into.props.set(name, sub === undefined ? undefined : clone(sub));
+  }
+  into.items = mergeInto(into.items, from.items && clone(from.items));
+  into.rest = mergeInto(into.rest, from.rest && clone(from.rest));
+}
+
+function clone(t: TreeBuild): TreeBuild {
+  const out: TreeBuild = { props: new Map() };
+  for (const [k, v] of t.props) out.props.set(k, v && clone(v));
+  if (t.items) out.items = clone(t.items);
+  if (t.rest) out.rest = clone(t.rest);
+  return out;
+}
+
+/** Emits trees as JS constants, each distinct subtree once; returns the expression of `t`. */
+class TreeEmitter {
+  readonly lines: string[] = [];
+  private readonly seen = new Map<string, string>();
+
+  emit(t: TreeBuild): string {
+    const parts: string[] = [];
+    const names = [...t.props.keys()].sort();
+    // Lower-case form → canonical name. Two names equal but for case are
+    // ambiguous: '' tells the runtime to leave such keys as they are.
+    const lower = new Map<string, string>();
+    for (const n of names) {
+      const l = n.toLowerCase();
+      lower.set(l, lower.has(l) ? '' : n);
+    }
+    if (lower.size > 0) parts.push(`k: { __proto__: null, ${[...lower].map(([l, n]) => `${JSON.stringify(l)}: ${JSON.stringify(n)}`).join(', ')} }`);
+    const children: string[] = [];
+    for (const n of names) {
+      const sub = t.props.get(n);
+      if (sub) children.push(`${JSON.stringify(n)}: ${this.emit(sub)}`);
+    }
+    if (children.length > 0) parts.push(`c: { __proto__: null, ${children.join(', ')} }`);
+    if (t.items) parts.push(`i: ${this.emit(t.items)}`);
+    if (t.rest) parts.push(`a: ${this.emit(t.rest)}`);
+    const body = `{ ${parts.join(', ')} }`;
+    let name = this.seen.get(body);
+    if (!name) {
+      name = `t${this.seen.size}`;
+      this.seen.set(body, name);
+      this.lines.push(`const ${name} = ${body};`);
+    }
+    return name;
+  }
+}
+
+function genKeyTrees(schemas: Schema[], raw: Record<string, unknown>[]): { js: string; dts: string } {
+  const builder = new KeyTreeBuilder(schemas, raw as Json[]);
+  const emitter = new TreeEmitter();
+  const exported: [string, string][] = [];
+  for (const s of schemas) {
+    if (s.title === 'Common') continue;
+    const t = builder.ofFile(s.file);
+    exported.push([s.title, t ? emitter.emit(t) : 'EMPTY']);
+  }
+  const js =
+    BANNER +
+    "import * as v from './validators.gen.js';\n" +
+    'const EMPTY = {};\n' +
+    emitter.lines.join('\n') +
+    '\n' +
+    exported.map(([title, expr]) => `export const keys${title} = ${expr};\n`).join('') +
+    '/** The key tree of each precompiled validator, so that a plugin is found by the validator it declares. */\n' +
+    `export const keyTreeOfValidator = new Map([${exported.map(([title]) => `[v.validate${title}, keys${title}]`).join(', ')}]);\n`;
+  const dts =
+    BANNER +
+    "import type { ValidateFunction } from 'ajv';\n" +
+    "import type { KeyTree } from './keys.ts';\n" +
+    exported.map(([title]) => `export declare const keys${title}: KeyTree;\n`).join('') +
+    'export declare const keyTreeOfValidator: ReadonlyMap<ValidateFunction, KeyTree>;\n';
+  return { js, dts };
+}
+
 export async function generate(): Promise<Map<string, string>> {
   const { schemas, raw } = loadSchemas();
   const out = new Map<string, string>();
@@ -74,6 +237,9 @@ export async function generate(): Promise<Map<string, string>> {
   const { js, dts } = genValidators(schemas, raw);
   out.set('lib/spec/validators.gen.js', js);
   out.set('lib/spec/validators.gen.d.ts', dts);
+  const keys = genKeyTrees(schemas, raw);
+  out.set('lib/spec/keys.gen.js', keys.js);
+  out.set('lib/spec/keys.gen.d.ts', keys.dts);
   return out;
 }
 

@@ -5,7 +5,7 @@ import type { HostLocalConf, Result, Attachment } from '../../lib/spec/index.ts'
 import { validateHostLocalConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { formatIP } from '../../lib/ip/index.ts';
-import { loadConfig } from './config.ts';
+import { loadConfig, DEFAULT_DATA_DIR } from './config.ts';
 import { DiskStore, ownedBy } from './store.ts';
 import { allocate, release, collectGarbage } from './allocator.ts';
 import { readResolvConf } from './resolv.ts';
@@ -30,8 +30,9 @@ function add(ctx: Context<HostLocalConf>): Result {
 }
 
 function del(ctx: Context<HostLocalConf>): void {
-  const conf = loadConfig(ctx.conf, ctx.inv);
-  const store = new DiskStore(conf.dataDir, conf.network);
+  // Leases are found by owner: DEL reads only where they are, so ranges or
+  // requested addresses it cannot parse do not stop a teardown.
+  const store = new DiskStore(ctx.conf.ipam.dataDir ?? DEFAULT_DATA_DIR, ctx.conf.name);
   if (!store.exists()) return;
   store.locked(() => release(store, owner(ctx)));
 }

@@ -4,6 +4,9 @@ import type { ValidateFunction } from 'ajv';
 import type { NetConf, Result, Attachment } from '../spec/index.ts';
 import { validationError } from '../spec/index.ts';
 import { validateResult, validateResult040 } from '../spec/validators.gen.js';
+import { keyTreeOfValidator, keysNetConf, keysResult, keysResult040 } from '../spec/keys.gen.js';
+import { normalizeKeys } from '../spec/keys.ts';
+import { tryParseIP, tryParsePrefix } from '../ip/index.ts';
 import { inspectNetns, NetnsError } from '../netns/index.ts';
 import { readFd, writeAll, isCharacterDevice } from '../fs/index.ts';
 import { openLogger, type Logger } from '../log/index.ts';
@@ -62,13 +65,21 @@ export const processIo: Io = {
 
 const MIN_VERSION: Partial<Record<Command, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
 
-function decode(stdin: string): Record<string, unknown> {
-  let conf: unknown;
+type Parsed = { value: unknown } | { error: Error };
+
+function parse(stdin: string): Parsed {
   try {
-    conf = JSON.parse(stdin);
+    return { value: JSON.parse(stdin) };
   } catch (e) {
-    throw new CniError(ErrorCode.DecodingFailure, `error decoding network configuration from stdin: ${(e as Error).message}`);
+    return { error: e as Error };
   }
+}
+
+function decode(parsed: Parsed): Record<string, unknown> {
+  if ('error' in parsed) {
+    throw new CniError(ErrorCode.DecodingFailure, `error decoding network configuration from stdin: ${parsed.error.message}`);
+  }
+  const conf = parsed.value;
   if (conf === null || typeof conf !== 'object' || Array.isArray(conf)) {
     throw new CniError(ErrorCode.DecodingFailure, 'error decoding network configuration from stdin: not a JSON object');
   }
@@ -76,13 +87,10 @@ function decode(stdin: string): Record<string, unknown> {
 }
 
 /** The input's cniVersion if it is one this suite speaks; no error for anything else, decoding reports those. */
-function inputVersion(stdin: string): string | undefined {
-  try {
-    const v = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
-    return typeof v === 'string' && isSupported(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
+function inputVersion(parsed: Parsed): string | undefined {
+  if (!('value' in parsed)) return undefined;
+  const v = (parsed.value as { cniVersion?: unknown } | null)?.cniVersion;
+  return typeof v === 'string' && isSupported(v) ? v : undefined;
 }
 
 function checkNetns(inv: Invocation, mode: 'container' | 'host'): void {
@@ -108,34 +116,95 @@ function toCniError(e: unknown): CniError {
   return new CniError(ErrorCode.Internal, e instanceof Error ? e.message : String(e));
 }
 
-function liftPrevResult(raw: unknown, version: string): Result {
-  const validate = compareVersions(version, '1.0.0') >= 0 ? validateResult : validateResult040;
-  const problem = validationError(validate, { cniVersion: version, ...(raw as object) });
-  if (problem) throw new CniError(ErrorCode.InvalidConfig, `invalid prevResult: ${problem.replace(/^"/, '"prevResult.')}`);
-  return toCurrent(raw as AnyResult);
+function invalidPrevResult(msg: string): CniError {
+  return new CniError(ErrorCode.InvalidConfig, `invalid prevResult: ${msg}`);
 }
+
+/** Addresses are parsed as Go's net.IP/IPNet would be: a result that names no real address is refused. */
+function checkPrevResultAddresses(r: AnyResult): void {
+  const ips = r.ips ?? [];
+  for (let n = 0; n < ips.length; n++) {
+    const ip = ips[n]!;
+    if (!tryParsePrefix(ip.address)) throw invalidPrevResult(`"prevResult.ips.${n}.address" must be an address with a prefix length, got ${JSON.stringify(ip.address)}`);
+    if (ip.gateway !== undefined && !tryParseIP(ip.gateway)) throw invalidPrevResult(`"prevResult.ips.${n}.gateway" must be an IP address, got ${JSON.stringify(ip.gateway)}`);
+  }
+  const routes = r.routes ?? [];
+  for (let n = 0; n < routes.length; n++) {
+    const rt = routes[n]!;
+    if (!tryParsePrefix(rt.dst)) throw invalidPrevResult(`"prevResult.routes.${n}.dst" must be a CIDR, got ${JSON.stringify(rt.dst)}`);
+    if (rt.gw !== undefined && !tryParseIP(rt.gw)) throw invalidPrevResult(`"prevResult.routes.${n}.gw" must be an IP address, got ${JSON.stringify(rt.gw)}`);
+  }
+}
+
+/**
+ * The prevResult read as a result of the version it declares (the config's
+ * when it declares none), then lifted to the 1.1.0 shape.
+ */
+function liftPrevResult(raw: unknown, confVersion: string): Result {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidPrevResult('not a JSON object');
+  const declared = (raw as { cniVersion?: unknown }).cniVersion;
+  if (declared !== undefined && (typeof declared !== 'string' || !isSupported(declared))) {
+    throw new CniError(ErrorCode.IncompatibleVersion, `incompatible CNI versions: prevResult is ${JSON.stringify(declared)}, plugin supports ${SUPPORTED_VERSIONS.join(', ')}`, `supported versions: ${SUPPORTED_VERSIONS.join(', ')}`);
+  }
+  const version = declared ?? confVersion;
+  const current = compareVersions(version, '1.0.0') >= 0;
+  normalizeKeys(raw, current ? keysResult : keysResult040);
+  const result = { ...(raw as object), cniVersion: version };
+  const problem = validationError(current ? validateResult : validateResult040, result);
+  if (problem) throw invalidPrevResult(problem.replace(/^"/, '"prevResult.'));
+  checkPrevResultAddresses(result as AnyResult);
+  return toCurrent(result as AnyResult);
+}
+
+/**
+ * On DEL, what only ADD uses must not stop a teardown (SPEC: DEL completes
+ * even when things are gone or odd): an invalid runtimeConfig, prevResult or
+ * args is dropped and the plugin works from its records. Returns what was
+ * dropped, or the problem that remains.
+ */
+function relaxForDel(validate: ValidateFunction, conf: Record<string, unknown>, problem: string): { dropped: string[]; problem?: string } {
+  const dropped: string[] = [];
+  let left: string | undefined = problem;
+  while (left !== undefined) {
+    const path = validate.errors?.[0]?.instancePath ?? '';
+    let field: string | undefined;
+    for (const f of DEL_DROPPABLE) if (path === `/${f}` || path.startsWith(`/${f}/`)) field = f;
+    if (field === undefined) break;
+    delete conf[field];
+    dropped.push(field);
+    left = validationError(validate, conf);
+  }
+  return left === undefined ? { dropped } : { dropped, problem: left };
+}
+
+const DEL_DROPPABLE = ['runtimeConfig', 'prevResult', 'args'] as const;
 
 async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: Io, state: { version: string }): Promise<void> {
   // stdin first: an error about the environment is still answered in the
   // input's protocol version (SPEC §5 Error), which only stdin tells.
   const stdin = io.readStdin();
-  state.version = inputVersion(stdin) ?? state.version;
+  const parsed = parse(stdin);
+  // Keys as Go's encoding/json matches them, before anything reads the config.
+  if ('value' in parsed) normalizeKeys(parsed.value, keyTreeOfValidator.get(plugin.validate) ?? keysNetConf);
+  state.version = inputVersion(parsed) ?? state.version;
   const inv = readInvocation(io.env);
 
   if (inv.command === 'VERSION') {
-    const asked = stdin.trim() === '' ? LATEST_VERSION : decode(stdin).cniVersion;
+    const asked = stdin.trim() === '' ? LATEST_VERSION : decode(parsed).cniVersion;
     const version = typeof asked === 'string' && asked !== '' ? asked : LATEST_VERSION;
     io.writeStdout(JSON.stringify({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS }) + '\n');
     return;
   }
 
-  const raw = decode(stdin);
+  const raw = decode(parsed);
   state.version = requireSupported(raw.cniVersion);
   const min = MIN_VERSION[inv.command];
   if (min && compareVersions(state.version, min) < 0) {
     throw new CniError(ErrorCode.IncompatibleVersion, `config version ${state.version} does not allow ${inv.command} (needs ${min} or later)`);
   }
-  const problem = validationError(plugin.validate, raw);
+  let problem = validationError(plugin.validate, raw);
+  let dropped: string[] = [];
+  if (problem && inv.command === 'DEL') ({ dropped, problem } = relaxForDel(plugin.validate, raw, problem));
   if (problem) throw new CniError(ErrorCode.InvalidConfig, `invalid network configuration: ${problem}`);
   const conf = raw as C;
 
@@ -149,7 +218,15 @@ async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: Io, state: { v
     ifname: inv.ifname || undefined,
   });
   const ctx: Context<C> = { inv, conf, log };
-  if (conf.prevResult !== undefined) ctx.prevResult = liftPrevResult(conf.prevResult, state.version);
+  if (dropped.length > 0) log.warn({ dropped }, 'DEL: ignoring invalid input; the plugin\'s records say what to undo');
+  if (conf.prevResult !== undefined) {
+    try {
+      ctx.prevResult = liftPrevResult(conf.prevResult, state.version);
+    } catch (e) {
+      if (inv.command !== 'DEL') throw e;
+      log.warn({ err: (e as Error).message }, 'DEL: ignoring an invalid prevResult');
+    }
+  }
   log.info({ command: inv.command }, 'start');
 
   switch (inv.command) {

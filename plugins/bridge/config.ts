@@ -56,7 +56,12 @@ export function refuseUnsupported(conf: BridgeConf): void {
   }
 }
 
-export function resolveOptions(conf: BridgeConf, inv: Invocation): BridgeOptions {
+/**
+ * The options with defaults applied. `forAdd: false` (DEL, CHECK, GC) leaves
+ * out the container MAC, which only ADD uses: a runtime's bad MAC must not
+ * stop a teardown.
+ */
+export function resolveOptions(conf: BridgeConf, inv: Invocation, forAdd = true): BridgeOptions {
   const isDefaultGateway = conf.isDefaultGateway ?? false;
   return {
     bridge: conf.bridge ?? DEFAULT_BRIDGE,
@@ -75,6 +80,6 @@ export function resolveOptions(conf: BridgeConf, inv: Invocation): BridgeOptions
     macspoofchk: conf.macspoofchk ?? false,
     portIsolation: (conf.portIsolation ?? false) || conf.icc === false,
     dataDir: conf.dataDir ?? DEFAULT_DATA_DIR,
-    mac: requestedMac(conf, inv),
+    mac: forAdd ? requestedMac(conf, inv) : undefined,
   };
 }

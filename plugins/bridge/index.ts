@@ -217,7 +217,7 @@ function prevResultIPs(ctx: Context<BridgeConf>): RecordIP[] {
 }
 
 async function del(ctx: Context<BridgeConf>): Promise<void> {
-  const o = resolveOptions(ctx.conf, ctx.inv);
+  const o = resolveOptions(ctx.conf, ctx.inv, false);
   const store = recordStore(o.dataDir, ctx.conf.name);
   const record = store.read(ctx.inv);
   await ipamDel(ctx);
@@ -229,7 +229,7 @@ function checkFailed(msg: string): CniError {
 }
 
 async function check(ctx: Context<BridgeConf>): Promise<void> {
-  const o = resolveOptions(ctx.conf, ctx.inv);
+  const o = resolveOptions(ctx.conf, ctx.inv, false);
   const { ifname, netns, containerId } = ctx.inv;
   if (!ctx.prevResult) throw new CniError(ErrorCode.InvalidConfig, 'CHECK needs the prevResult of the ADD');
   await ipamCheck(ctx);
@@ -279,7 +279,7 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
 }
 
 async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> {
-  const o = resolveOptions(ctx.conf, ctx.inv);
+  const o = resolveOptions(ctx.conf, ctx.inv, false);
   const store = recordStore(o.dataDir, ctx.conf.name);
   const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
   store.sweepEmpty();

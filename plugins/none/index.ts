@@ -36,8 +36,9 @@ function del(ctx: Context<NoneConf>): void {
       if (lo) nl.setDown(lo.index);
     });
   } catch (e) {
-    // The namespace is already gone: nothing is left to undo.
-    if (e instanceof NetnsError && e.reason === 'missing') return;
+    // The namespace is gone, or its path no longer names one (a runtime
+    // unpinned it): nothing is left to undo.
+    if (e instanceof NetnsError) return;
     throw e;
   }
 }

@@ -223,10 +223,19 @@ function del(ctx: Context<PortmapConf>): void {
     return;
   }
   // No record (never published, or the data dir was lost): what the config and prevResult still tell.
-  const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []).filter((w) => w.hostPort !== 0);
+  let wanted: Published[];
+  let found: { conditions?: PortmapRecord['conditions']; backend?: Backend };
+  try {
+    wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []).filter((w) => w.hostPort !== 0);
+    found = conditionsAndBackend(ctx.conf);
+  } catch (e) {
+    // Nothing was published from mappings that do not make sense: DEL is done.
+    ctx.log.warn({ err: (e as Error).message }, 'DEL: no record, and the mappings given cannot be read');
+    return;
+  }
   const containers = ctx.prevResult ? containerAddresses(ctx.prevResult) : [];
   if (wanted.length === 0 || containers.length === 0) return;
-  const { conditions, backend } = conditionsAndBackend(ctx.conf);
+  const { conditions, backend } = found;
   openFirewall(backend).delPortMappings(key, requestOf({
     containers: formatPrefixes(containers),
     ports: wanted,
