@@ -17,6 +17,8 @@ export interface AttachmentRecord {
   ips: RecordIP[];
   /** The container MAC the spoof check (macspoofchk) allows on the host veth. */
   spoofCheckMac?: string;
+  /** nonMasqueradeCIDRs at ADD time: the masquerade DEL removes was made with them. */
+  masqExempt?: string[];
   /** The firewall backend that holds this attachment's masquerade rules. */
   masqBackend?: 'iptables' | 'nftables';
 }

@@ -139,3 +139,25 @@ export async function leftovers(node: ContainerdNode, pods: Pod[], nodeLinks: st
   }
   return found;
 }
+
+/**
+ * With no pod running: what is left of any pod ever run on the node, also of
+ * those whose RunPodSandbox failed (their IDs and addresses are not known):
+ * veths, netns, leases, cache entries, plugin records, and firewall rules or
+ * elements holding a single address of the pod CIDR (`podNet`: its first
+ * three octets, e.g. "10.244.1.").
+ */
+export async function anythingLeft(node: ContainerdNode, nodeLinks: string[], podNet: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const s of await node.cri.listPodSandbox()) found.push(`sandbox ${s.metadata?.name ?? s.id}`);
+  const links = JSON.parse(node.exec('ip', ['-j', 'link', 'show', 'type', 'veth']).stdout || '[]') as { ifname: string }[];
+  for (const l of links) if (!nodeLinks.includes(l.ifname)) found.push(`veth ${l.ifname}`);
+  for (const n of list(join(node.run, 'netns'))) found.push(`netns ${n}`);
+  for (const f of list(join(node.varLib, 'cni/networks', NETWORK))) if (f.startsWith(podNet)) found.push(`lease ${f}`);
+  for (const f of list(join(node.varLib, 'cni/results'))) found.push(`result cache ${f}`);
+  for (const f of filesUnder(join(node.run, 'cni'))) found.push(`record ${f}`);
+  const rules = [node.exec('nft', ['list', 'ruleset']).stdout, node.exec('iptables-save', []).stdout].join('\n');
+  const net = podNet.replaceAll('.', '\\.');
+  for (const m of rules.matchAll(new RegExp(`${net}(\\d+)(/32)?(?![0-9/])`, 'g'))) found.push(`firewall entry for ${podNet}${m[1]}`);
+  return found;
+}
