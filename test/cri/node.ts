@@ -9,9 +9,10 @@
 // with its processes. The conflist is the one a node operator writes; no
 // path in it is bent for the test.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CriClient, type PodSandboxConfig } from './client.ts';
+import { removeCgroupTree } from './sweep.ts';
 import { IMAGE } from './image.ts';
 
 export interface NodeOptions {
@@ -197,7 +198,8 @@ export class ContainerdNode {
     } finally {
       this.cri.close();
       await this.kill();
-      this.removeCgroups();
+      // Pause and app containers have mount namespaces of their own: found by their cgroups.
+      await removeCgroupTree(this.cgroupParent.slice(1));
     }
   }
 
@@ -213,7 +215,7 @@ export class ContainerdNode {
       this.daemon.kill('SIGTERM');
       await waitFor(() => this.daemon.exitCode !== null || this.daemon.signalCode !== null, 5_000, 'containerd to exit').catch(() => this.daemon.kill('SIGKILL'));
     }
-    // Shims, pause and app processes all live in the node's mount namespace (they were started from it).
+    // The shims live in the node's mount namespace (they were started from it).
     if (mnt) {
       for (let round = 0; round < 20; round++) {
         const left = processesIn(mnt, this.holder.pid);
@@ -230,22 +232,6 @@ export class ContainerdNode {
     }
     this.holder.kill('SIGKILL');
     await waitFor(() => this.holder.exitCode !== null || this.holder.signalCode !== null, 5_000, 'the mount holder to exit').catch(() => undefined);
-  }
-
-  private removeCgroups(): void {
-    for (const ctrl of readdirSync('/sys/fs/cgroup')) {
-      const base = join('/sys/fs/cgroup', ctrl, this.cgroupParent);
-      if (existsSync(base)) removeTree(base);
-    }
-  }
-}
-
-function removeTree(dir: string): void {
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeTree(join(dir, e.name));
-  try {
-    rmdirSync(dir);
-  } catch {
-    // a cgroup with a process left in it stays; the process was killed above
   }
 }
 
