@@ -120,7 +120,8 @@ describe.each(contenders)('a containerd node on $name', ({ binDir, reference }) 
   it('10 pods with hostPorts run and are removed with nothing left; no sandbox is left that Stop/Remove cannot remove', async () => {
     const n = node!;
     const pods: Pod[] = [];
-    for (let i = 0; i < 10; i++) pods.push(await runPod(n, `many-${i}`, 8100 + i));
+    // Serving from the first and the last is enough to see their ports; the others are sandboxes only, as kubelet makes them first.
+    for (let i = 0; i < 10; i++) pods.push(await runPod(n, `many-${i}`, 8100 + i, i === 0 || i === 9));
     expect(new Set(pods.map((p) => p.ip)).size).toBe(10);
     expect(await httpGetRetry(outside, UPLINK.host4, 8100)).toBe(UPLINK.outside4);
     expect(await httpGetRetry(outside, UPLINK.host4, 8109)).toBe(UPLINK.outside4);

@@ -12,7 +12,7 @@ export interface Pod {
   name: string;
   id: string;
   ip: string;
-  /** The httpd container. */
+  /** The httpd container ('' if none was started). */
   app: string;
   config: PodSandboxConfig;
 }
@@ -39,15 +39,18 @@ export function podConflist(podCidr: string, bridgeExtra: object = {}): object {
 
 export const NETWORK = 'k8s-pod-network';
 
-/** RunPodSandbox (with a hostPort to port 80 if given), then a busybox httpd container on port 80. */
-export async function runPod(node: ContainerdNode, name: string, hostPort?: number): Promise<Pod> {
+/** RunPodSandbox (with a hostPort to port 80 if given), then, unless app is false, a busybox httpd container on port 80. */
+export async function runPod(node: ContainerdNode, name: string, hostPort?: number, app = true): Promise<Pod> {
   const config = node.podConfig(name, hostPort ? { portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort }] } : {});
   const id = await node.cri.runPodSandbox(config);
   const { status } = await node.cri.podSandboxStatus(id);
   const ip = status.network?.ip ?? '';
-  const app = await node.cri.createContainer(id, { metadata: { name: 'httpd' }, image: { image: IMAGE }, command: ['/bin/busybox', 'httpd', '-f', '-p', '0.0.0.0:80', '-h', '/www'] }, config);
-  await node.cri.startContainer(app);
-  return { name, id, ip, app, config };
+  let appId = '';
+  if (app) {
+    appId = await node.cri.createContainer(id, { metadata: { name: 'httpd' }, image: { image: IMAGE }, command: ['/bin/busybox', 'httpd', '-f', '-p', '0.0.0.0:80', '-h', '/www'] }, config);
+    await node.cri.startContainer(appId);
+  }
+  return { name, id, ip, app: appId, config };
 }
 
 export async function removePod(node: ContainerdNode, pod: Pod): Promise<void> {
