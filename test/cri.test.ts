@@ -25,6 +25,8 @@ const NODE1_CIDR = '10.244.1.0/24';
 const NODE2_CIDR = '10.244.2.0/24';
 const CLUSTER_CIDR = '10.244.0.0/16';
 const HOSTPORT = 8080;
+// Per case, generous for a loaded CI machine: a pod's Run + Stop + Remove
+// takes about 3 s on an idle 2-core one, ten times that under heavy load.
 
 describe.each(contenders)('a containerd node on $name', ({ binDir, reference }) => {
   let lab: Lab;
@@ -91,7 +93,7 @@ describe.each(contenders)('a containerd node on $name', ({ binDir, reference }) 
     await removePod(n, b);
     expect(await leftovers(n, [a, b], uplinks)).toEqual([]);
     expect(await anythingLeft(n, uplinks, '10.244.1.')).toEqual([]);
-  });
+  }, 120_000);
 
   it('a pod whose hostPort another pod holds: ADD fails, containerd cleans up, nothing is stuck or left', async () => {
     const n = node!;
@@ -115,7 +117,7 @@ describe.each(contenders)('a containerd node on $name', ({ binDir, reference }) 
     await removePod(n, holder);
     expect(await leftovers(n, [holder], uplinks)).toEqual([]);
     expect(await anythingLeft(n, uplinks, '10.244.1.')).toEqual([]);
-  });
+  }, 120_000);
 
   it('10 pods with hostPorts run and are removed with nothing left; no sandbox is left that Stop/Remove cannot remove', async () => {
     const n = node!;
@@ -129,7 +131,7 @@ describe.each(contenders)('a containerd node on $name', ({ binDir, reference }) 
     expect(await n.cri.listPodSandbox()).toEqual([]);
     expect(await leftovers(n, pods, uplinks)).toEqual([]);
     expect(await anythingLeft(n, uplinks, '10.244.1.')).toEqual([]);
-  });
+  }, 240_000);
 });
 
 // Kubenet-style routing: each node owns a pod CIDR and the network (here a
@@ -196,5 +198,5 @@ describe.each(contenders)('two routed containerd nodes on $name', ({ binDir, ref
     await removePod(n2, p2);
     expect(await anythingLeft(n1, links, '10.244.1.')).toEqual([]);
     expect(await anythingLeft(n2, links, '10.244.2.')).toEqual([]);
-  });
+  }, 120_000);
 });
