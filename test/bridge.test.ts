@@ -2,7 +2,7 @@
 // traffic: containers on one bridge, an "outside" namespace behind the lab
 // host for masquerade, isolation between networks, and leak checks after DEL.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
@@ -354,6 +354,118 @@ describe('bridge failures leave nothing behind', () => {
     const port = (JSON.parse(lab.ip(['-j', '-d', 'link', 'show', a.result.interfaces[1]!.name])) as { linkinfo: { info_slave_data: { hairpin: boolean; isolated: boolean } } }[])[0]!;
     expect(port.linkinfo.info_slave_data).toMatchObject({ hairpin: true, isolated: true });
     expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+  });
+});
+
+/** The kernel's addr_assign_type of a lab-host link (3: NET_ADDR_SET); `ip netns exec` mounts the namespace's own sysfs. */
+function addrAssignType(link: string): number {
+  const r = spawnSync('ip', ['netns', 'exec', lab.host, 'cat', `/sys/class/net/${link}/addr_assign_type`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return Number(r.stdout.trim());
+}
+
+function linkInfo(name: string, netns?: string): { address: string; flags: string[] } {
+  return (JSON.parse(lab.ip(['-j', 'link', 'show', 'dev', name], netns)) as { address: string; flags: string[] }[])[0]!;
+}
+
+function gatewayNeighbour(netns: string, gw: string): string | undefined {
+  const n = JSON.parse(lab.ip(['-j', 'neigh', 'show', gw], netns)) as { lladdr?: string }[];
+  return n[0]?.lladdr;
+}
+
+describe('bridge MAC', () => {
+  it('is set at creation and kept while ports come and go: the port with the lowest MAC leaves, the gateway MAC stays', () => {
+    const net = network({ subnet: '10.62.1.0/24' });
+    // Low MACs, lower than the bridge's: a bridge that follows its ports would take one of them.
+    const a = attach(net, { runtimeConfig: { mac: '02:00:00:00:00:0a' } });
+    const b = attach(net, { runtimeConfig: { mac: '02:00:00:00:00:0b' } });
+    expect(addrAssignType(net.bridge)).toBe(3);
+    const mac = linkInfo(net.bridge).address;
+    expect(a.result.interfaces[0]).toEqual({ name: net.bridge, mac });
+    for (const x of [a, b]) {
+      expect(ping(lab, x.netns, '10.62.1.1')).toBe(true);
+      expect(gatewayNeighbour(x.netns, '10.62.1.1')).toBe(mac);
+    }
+    // The host ends: the one with the lowest MAC goes.
+    const hostMacs = [a, b].map((x) => ({ x, mac: linkInfo(x.result.interfaces[1]!.name).address })).sort((p, q) => p.mac.localeCompare(q.mac));
+    const [low, high] = [hostMacs[0]!.x, hostMacs[1]!.x];
+    expect(call(net, 'DEL', low.netns, low.id).status).toBe(0);
+    expect(linkInfo(net.bridge).address).toBe(mac);
+    // The remaining container's cached gateway MAC is still the bridge's: traffic flows at once.
+    expect(gatewayNeighbour(high.netns, '10.62.1.1')).toBe(mac);
+    expect(ping(lab, high.netns, '10.62.1.1')).toBe(true);
+    expect(call(net, 'CHECK', high.netns, high.id, { prevResult: high.result }).status).toBe(0);
+    expect(call(net, 'DEL', high.netns, high.id).status).toBe(0);
+  });
+
+  it('an existing bridge whose MAC follows its ports is fixed at its current MAC on the next ADD', () => {
+    const net = network({ subnet: '10.62.2.0/24' });
+    lab.ip(['link', 'add', net.bridge, 'type', 'bridge']);
+    lab.ip(['link', 'add', 'lowport0', 'address', '02:00:00:00:00:01', 'type', 'veth', 'peer', 'name', 'lowpeer0']);
+    lab.ip(['link', 'set', 'lowport0', 'master', net.bridge]);
+    expect(addrAssignType(net.bridge)).not.toBe(3);
+    expect(linkInfo(net.bridge).address).toBe('02:00:00:00:00:01');
+    const a = attach(net);
+    expect(addrAssignType(net.bridge)).toBe(3);
+    expect(linkInfo(net.bridge).address).toBe('02:00:00:00:00:01');
+    lab.ip(['link', 'del', 'lowport0']);
+    expect(linkInfo(net.bridge).address).toBe('02:00:00:00:00:01');
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+    lab.ip(['link', 'del', net.bridge]);
+  });
+
+  it('CHECK reports a bridge whose MAC was changed under it (code 100)', () => {
+    const net = network({ subnet: '10.62.3.0/24' });
+    const a = attach(net);
+    expect(call(net, 'CHECK', a.netns, a.id, { prevResult: a.result }).status).toBe(0);
+    lab.ip(['link', 'set', 'dev', net.bridge, 'address', '02:11:22:33:44:55']);
+    const r = call(net, 'CHECK', a.netns, a.id, { prevResult: a.result });
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 100, msg: expect.stringContaining('02:11:22:33:44:55') });
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+  });
+});
+
+describe('what ADD changes on the bridge', () => {
+  it('promiscMode is turned off again by the DEL of the bridge\'s last container', () => {
+    const net = network({ subnet: '10.62.4.0/24', extra: { promiscMode: true } });
+    const a = attach(net);
+    const b = attach(net);
+    expect(linkInfo(net.bridge).flags).toContain('PROMISC');
+    expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+    expect(linkInfo(net.bridge).flags).toContain('PROMISC');
+    expect(call(net, 'DEL', b.netns, b.id).status).toBe(0);
+    expect(linkInfo(net.bridge).flags).not.toContain('PROMISC');
+    expectNothingLeft(net, a);
+  });
+
+  it('hairpinMode with promiscMode is refused with 7 (as the reference), nothing made', () => {
+    const net = network({ subnet: '10.62.5.0/24', extra: { hairpinMode: true, promiscMode: true } });
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'ctr-hp');
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringMatching(/hairpinMode.*promiscMode/) });
+    expect(lab.exec('ip', ['link', 'show', 'dev', net.bridge]).status).not.toBe(0);
+    expectNothingLeft(net, { v4: '10.62.5.2', id: 'ctr-hp' });
+    // DEL of the same config still succeeds (a runtime cleans up after the failed ADD).
+    expect(call(net, 'DEL', netns, 'ctr-hp').status).toBe(0);
+  });
+
+  it.each([
+    [{ dst: '10.0.0.0/33' }, 'ipam.routes[0].dst'],
+    [{ dst: '10.0.0.0/8', gw: 'garbage' }, 'ipam.routes[0].gw'],
+  ])('an IPAM route %j is refused with 7 naming %s; nothing made, and an existing bridge keeps its promiscuous mode off', (route, field) => {
+    const net = network({ subnet: '10.62.6.0/24', extra: { promiscMode: true } });
+    lab.ip(['link', 'add', net.bridge, 'type', 'bridge']);
+    const netns = lab.container();
+    const ipam = { ...(net.conf.ipam as object), routes: [route] };
+    const r = call(net, 'ADD', netns, 'ctr-rt', { ipam });
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining(field) });
+    expect(linkInfo(net.bridge).flags).not.toContain('PROMISC');
+    expect(lab.exec('ip', ['link', 'show', 'dev', 'eth0'], { netns }).status).not.toBe(0);
+    expectNothingLeft(net, { v4: '10.62.6.2', id: 'ctr-rt' });
+    lab.ip(['link', 'del', net.bridge]);
   });
 });
 

@@ -79,6 +79,23 @@ describe('host-local', () => {
     expect(net.leases()).toEqual(before);
   });
 
+  it.each([
+    [{ dst: '10.0.0.0/33' }, 'ipam.routes[0].dst'],
+    [{ dst: '10.0.0.0' }, 'ipam.routes[0].dst'],
+    [{ dst: 'garbage' }, 'ipam.routes[0].dst'],
+    [{ dst: '10.0.0.0/8', gw: 'garbage' }, 'ipam.routes[0].gw'],
+    [{ dst: '10.0.0.0/8', gw: '10.80.0.300' }, 'ipam.routes[0].gw'],
+    [{ dst: '10.0.0.0/8', gw: 'fd00:80::1' }, 'ipam.routes[0].gw'],
+  ])('refuses route %j with code 7 naming %s, and leases nothing', (route, field) => {
+    const net = network({ routes: [route] });
+    const r = run('ADD', net.conf, 'bad-route');
+    expect(r.status).toBe(1);
+    expect(r.out).toMatchObject({ code: 7, msg: expect.stringContaining(field) });
+    expect(net.leases()).toEqual([]);
+    // DEL does not need the routes: it still succeeds.
+    expect(run('DEL', net.conf, 'bad-route').status).toBe(0);
+  });
+
   it('refuses names that could escape the data dir', () => {
     const net = network();
     const evil = run('ADD', { ...net.conf, name: '../escape' });

@@ -67,6 +67,19 @@ describe.each(['none', 'loopback'])('%s', (name) => {
     expect(loFlags(netns)).toContain('UP');
   });
 
+  it.each([
+    ['an unknown version', { cniVersion: '0.9.9', ips: [] }, 1, 'prevResult'],
+    ['an address that is no IP', { cniVersion: '1.0.0', ips: [{ address: 'not-an-ip' }] }, 7, 'prevResult.ips.0.address'],
+    ['a route to no CIDR', { cniVersion: '1.0.0', routes: [{ dst: '10.0.0.0/33' }] }, 7, 'prevResult.routes.0.dst'],
+  ])('a prevResult with %s: code %i naming it, lo left down; DEL with it still succeeds', (_what, prevResult, code, field) => {
+    const netns = lab.container();
+    const r = run(bin(name), 'ADD', netns, conf('1.0.0', { prevResult }));
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ code, msg: expect.stringContaining(field) });
+    expect(loFlags(netns)).not.toContain('UP');
+    expect(run(bin(name), 'DEL', netns, conf('1.0.0', { prevResult })).status).toBe(0);
+  });
+
   it('CHECK passes after ADD and fails once lo is down; DEL is idempotent', () => {
     const netns = lab.container();
     expect(run(bin(name), 'ADD', netns, conf('1.1.0')).status).toBe(0);

@@ -97,6 +97,20 @@ function requestedAddresses(conf: HostLocalConf, inv: Invocation): IPAddr[] {
   return out;
 }
 
+/** Each route as the reference parses it (net.IPNet, net.IP), and a gateway of the destination's family. */
+function checkRoutes(routes: Route[]): Route[] {
+  for (let i = 0; i < routes.length; i++) {
+    const r = routes[i]!;
+    const dst = tryParsePrefix(r.dst);
+    if (!dst) throw invalid(`invalid ipam.routes[${i}].dst ${JSON.stringify(r.dst)}: not a CIDR`);
+    if (r.gw === undefined || r.gw === '') continue;
+    const gw = tryParseIP(r.gw);
+    if (!gw) throw invalid(`invalid ipam.routes[${i}].gw ${JSON.stringify(r.gw)}: not an IP address`);
+    if (gw.family !== dst.ip.family) throw invalid(`ipam.routes[${i}].gw ${r.gw} is not of the family of its dst ${r.dst}`);
+  }
+  return routes;
+}
+
 export function loadConfig(conf: HostLocalConf, inv: Invocation): HostLocalConfig {
   const ipam = conf.ipam;
   const raw: HostLocalRange[][] = [];
@@ -134,7 +148,7 @@ export function loadConfig(conf: HostLocalConf, inv: Invocation): HostLocalConfi
   const out: HostLocalConfig = {
     network: conf.name,
     rangeSets,
-    routes: ipam.routes ?? [],
+    routes: checkRoutes(ipam.routes ?? []),
     dataDir: ipam.dataDir ?? DEFAULT_DATA_DIR,
     requested: requestedAddresses(conf, inv),
   };

@@ -37,6 +37,7 @@ const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
 const IFLA_PROTINFO = 12;
 const IFLA_LINKINFO = 18;
+const IFLA_IFALIAS = 20;
 const IFLA_NET_NS_FD = 28;
 const IFLA_LINK_NETNSID = 37;
 const IFLA_INFO_KIND = 1;
@@ -48,7 +49,7 @@ const IFLA_BRPORT_MODE = 4;
 const IFLA_BRPORT_ISOLATED = 33;
 
 const IFF_UP = 0x1;
-const IFF_PROMISC = 0x100;
+export const IFF_PROMISC = 0x100;
 
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
@@ -89,6 +90,8 @@ export interface Link {
   /** For a veth: the peer's index (in the namespace linkNetnsId names, if set). */
   linkIndex?: number;
   linkNetnsId?: number;
+  /** IFLA_IFALIAS, the free-text alias of `ip link set … alias`. */
+  alias?: string;
 }
 
 export interface Address {
@@ -195,6 +198,8 @@ function decodeLink(body: Uint8Array): Link {
   if (peer !== undefined && peer !== index) link.linkIndex = peer;
   const nsid = readI32(a.get(IFLA_LINK_NETNSID));
   if (nsid !== undefined) link.linkNetnsId = nsid;
+  const alias = readStr(a.get(IFLA_IFALIAS));
+  if (alias) link.alias = alias;
   return link;
 }
 
@@ -372,8 +377,13 @@ export class Netlink {
     this.setLink(`set link #${index} mtu ${mtu}`, index, [u32(IFLA_MTU, mtu)]);
   }
 
+  /** Also makes the address one the kernel keeps (addr_assign_type NET_ADDR_SET), even when it is the current one. */
   setMac(index: number, mac: string): void {
     this.setLink(`set link #${index} address ${mac}`, index, [macAttr(mac)]);
+  }
+
+  setAlias(index: number, alias: string): void {
+    this.setLink(`set link #${index} alias`, index, [str(IFLA_IFALIAS, alias)]);
   }
 
   /** The link must be down. */

@@ -68,6 +68,10 @@ function requestedMac(conf: BridgeConf, inv: Invocation): string | undefined {
 
 /** ADD refuses what it cannot do rather than silently doing less. */
 export function refuseUnsupported(conf: BridgeConf): void {
+  if (conf.hairpinMode && conf.promiscMode) {
+    // As the reference: a promiscuous bridge already sends a container its own frames back.
+    throw new CniError(ErrorCode.InvalidConfig, 'hairpinMode and promiscMode cannot both be true');
+  }
   if (conf.vlan) {
     // Bridge VLAN filtering is a kernel option (CONFIG_BRIDGE_VLAN_FILTERING)
     // the machines cnikit is built and tested on lack, so it is not offered untested.

@@ -15,7 +15,7 @@ import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import {
   hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
-  deletePair, enableForwarding, type ContainerAddress, type ContainerRoute,
+  deletePair, enableForwarding, restoreBridge, type ContainerAddress, type ContainerRoute,
 } from './links.ts';
 
 type Undo = () => unknown;
@@ -104,7 +104,8 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     store.create(record);
     undo.push(() => store.remove({ containerId, ifname }));
 
-    const { link: bridge, created } = ensureBridge(nl, o);
+    const { link: bridge, created, promiscSet } = ensureBridge(nl, o);
+    if (promiscSet) undo.push(() => Netlink.with((u) => restoreBridge(u, o, o.bridge)));
     if (created) {
       undo.push(() => Netlink.with((u) => {
         const ports = u.links().filter((l) => l.masterIndex === bridge.index);
@@ -113,6 +114,9 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     }
     const host = createPair(nl, o, bridge, hostName, netns, ifname);
     undo.push(() => Netlink.with((u) => deletePair(u, hostName)));
+    // Read with its first port on: a bridge cnikit could not fix follows its ports' MACs.
+    const bridgeNow = nl.linkByIndex(bridge.index) ?? bridge;
+    record.bridgeMac = bridgeNow.mac;
 
     const ipam = await ipamAdd(ctx);
     undo.push(() => ipamDel(ctx));
@@ -161,8 +165,6 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
       if (o.ipMasq) undo.push(() => fw.delMasquerade(keyOf(ctx), entries));
     }
 
-    // The bridge takes its MAC from its first port: read it now.
-    const bridgeNow = nl.linkByIndex(bridge.index) ?? bridge;
     const result: Result = {
       cniVersion: ctx.conf.cniVersion,
       interfaces: [
@@ -224,6 +226,7 @@ async function del(ctx: Context<BridgeConf>): Promise<void> {
   const record = store.read(ctx.inv);
   await ipamDel(ctx);
   teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq, exempt: o.masqExempt }, ctx.inv.netns || undefined, store);
+  if (o.promiscMode) Netlink.with((nl) => restoreBridge(nl, o, record?.bridge ?? o.bridge));
 }
 
 function checkFailed(msg: string): CniError {
@@ -262,6 +265,9 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
     if (!host) throw checkFailed(`the host end ${hostName} of ${ifname} is missing`);
     const master = host.masterIndex !== undefined ? nl.linkByIndex(host.masterIndex) : undefined;
     if (master?.name !== o.bridge) throw checkFailed(`${hostName} is not attached to bridge ${o.bridge}`);
+    if (record?.bridgeMac && master.mac !== record.bridgeMac) {
+      throw checkFailed(`bridge ${o.bridge} has MAC ${master.mac}, not ${record.bridgeMac} as when ${ifname} was attached: its containers may still send to the old one`);
+    }
   });
   if (o.macspoofchk && record?.spoofCheckMac) {
     try {

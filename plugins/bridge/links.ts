@@ -1,7 +1,8 @@
 // The links of one attachment: the bridge (created or adopted), the veth pair
 // with its container end born inside the netns, and the addresses and routes
 // on both sides.
-import { Netlink, NetlinkError, writeSysctl, type Link, type Address } from '../../lib/netlink/index.ts';
+import { Netlink, NetlinkError, writeSysctl, IFF_PROMISC, type Link, type Address } from '../../lib/netlink/index.ts';
+import { formatMac } from '../../lib/netlink/codec.ts';
 import { sys } from '../../lib/sys/index.ts';
 import { openNetns } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, networkOf, formatPrefix, contains, equalIP } from '../../lib/ip/index.ts';
@@ -20,13 +21,49 @@ export function hostVethName(network: string, containerId: string, ifname: strin
   return `veth${h.slice(0, 11)}`;
 }
 
-/** The bridge, created if missing; refuses a non-bridge link of that name. Returns it and whether this call made it. */
-export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; created: boolean } {
+/**
+ * The alias of a bridge whose MAC cnikit has fixed. The kernel gives a bridge
+ * whose address was never set the lowest MAC among its ports, so the gateway
+ * MAC would change whenever that container leaves, and the others would keep
+ * sending to the old one until their neighbour entry expires.
+ */
+export const PINNED_ALIAS = 'cnikit: bridge MAC fixed';
+
+function randomMac(): string {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  // Unicast, locally administered.
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return formatMac(b);
+}
+
+/**
+ * Fixes the MAC of a bridge of containers (no port but veths) at its current
+ * value, which makes the kernel keep it (addr_assign_type NET_ADDR_SET), and
+ * marks it so later ADDs skip this. A bridge with another alias, or with
+ * another kind of port, is someone else's to manage.
+ */
+function pinBridgeMac(nl: Netlink, bridge: Link, created: boolean): void {
+  // Ours already, or named by someone else.
+  if (bridge.alias !== undefined) return;
+  if (!created) {
+    for (const l of nl.links()) if (l.masterIndex === bridge.index && l.kind !== 'veth') return;
+    nl.setMac(bridge.index, bridge.mac);
+  }
+  nl.setAlias(bridge.index, PINNED_ALIAS);
+}
+
+/**
+ * The bridge, created if missing (with a MAC of its own, which it keeps);
+ * refuses a non-bridge link of that name. Returns it, whether this call made
+ * it, and whether this call turned promiscuous mode on.
+ */
+export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; created: boolean; promiscSet: boolean } {
   let link = nl.link(o.bridge);
   let created = false;
   if (!link) {
     try {
-      nl.createBridge(o.bridge, { mtu: o.mtu });
+      nl.createBridge(o.bridge, { mtu: o.mtu, mac: randomMac() });
       created = true;
     } catch (e) {
       // A parallel ADD made it first: adopt it.
@@ -38,9 +75,26 @@ export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; creat
   if (link.kind !== 'bridge') {
     throw new CniError(ErrorCode.InvalidConfig, `${o.bridge} already exists and is not a bridge (it is ${link.kind || 'a plain device'})`);
   }
-  if (o.promiscMode) nl.setPromisc(link.index, true);
+  pinBridgeMac(nl, link, created);
+  let promiscSet = false;
+  if (o.promiscMode && (link.flags & IFF_PROMISC) === 0) {
+    nl.setPromisc(link.index, true);
+    promiscSet = true;
+  }
   if (!link.up) nl.setUp(link.index);
-  return { link, created };
+  return { link, created, promiscSet };
+}
+
+/**
+ * What ADD changed on the bridge itself (promiscuous mode) is undone once
+ * the last port has left it.
+ */
+export function restoreBridge(nl: Netlink, o: BridgeOptions, bridgeName: string): void {
+  if (!o.promiscMode) return;
+  const bridge = nl.link(bridgeName);
+  if (!bridge || bridge.kind !== 'bridge' || (bridge.flags & IFF_PROMISC) === 0) return;
+  for (const l of nl.links()) if (l.masterIndex === bridge.index) return;
+  nl.setPromisc(bridge.index, false);
 }
 
 /**

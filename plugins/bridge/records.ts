@@ -19,6 +19,8 @@ export interface AttachmentRecord {
   spoofCheckMac?: string;
   /** nonMasqueradeCIDRs at ADD time: the masquerade DEL removes was made with them. */
   masqExempt?: string[];
+  /** The bridge's MAC when this attachment was made: CHECK reports a bridge whose MAC changed since. */
+  bridgeMac?: string;
   /** The firewall backend that holds this attachment's masquerade rules. */
   masqBackend?: 'iptables' | 'nftables';
 }
