@@ -42,6 +42,12 @@ function settle(): void {
   if (SETTLE_MS > 0) Atomics.wait(sleeper, 0, 0, SETTLE_MS);
 }
 
+/** Stats of samples (ms) taken elsewhere, e.g. by an asynchronous suite. */
+export function summarize(name: string, samples: readonly number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  return { name, n: s.length, median: quantile(s, 0.5), p95: quantile(s, 0.95), min: s[0] ?? NaN };
+}
+
 export function measure(contenders: Contender[], rounds: number, warmup = 2): Stats[] {
   const samples = contenders.map(() => [] as number[]);
   for (let r = 0; r < warmup + rounds; r++) {

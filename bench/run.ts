@@ -9,6 +9,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Contender } from './harness.ts';
 import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
+import { criSuite } from './cri.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -22,7 +23,7 @@ for (const p of [join(OURS, 'none'), join(REF, 'loopback')]) {
   if (!existsSync(p)) throw new Error(`${p} is missing (npm run build; apt-get install containernetworking-plugins)`);
 }
 
-type Suite = (lab: BenchLab) => string;
+type Suite = (lab: BenchLab) => string | Promise<string>;
 
 /**
  * The floor of the process model: an empty program compiled the way
@@ -500,6 +501,7 @@ const suites: Record<string, Suite> = {
     const del = measure([contender('cnikit none', join(OURS, 'none'), 'DEL'), contender('reference loopback', join(REF, 'loopback'), 'DEL')], ROUNDS);
     return [table('loopback ADD (fresh namespace)', add, 'reference loopback'), table('loopback DEL', del, 'reference loopback')].join('\n');
   },
+  cri: (lab) => criSuite(lab, join(benchDir, 'cri'), { ours: OURS, ref: REF }),
   chain: (lab) => {
     const cs = attachers(lab);
     return [
@@ -529,11 +531,12 @@ const suites: Record<string, Suite> = {
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites);
 const lab = new BenchLab();
 try {
-  const out = lab.inHost(() => wanted.map((name) => {
+  const out: string[] = [];
+  for (const name of wanted) {
     const suite = suites[name];
     if (!suite) throw new Error(`unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`);
-    return suite(lab);
-  }));
+    out.push(await lab.inHost(() => suite(lab)));
+  }
   const report = `## cnikit vs reference plugins${HAVE_NETAVARK ? ' and netavark' : ''}\n\nMachine: ${machine()}. ${ROUNDS} rounds, interleaved; run on ${new Date().toISOString().slice(0, 10)}.\n\n${out.join('\n')}\n`;
   process.stdout.write(report);
   // The full run is the report of record.

@@ -156,6 +156,24 @@ describe.each(BACKENDS)('bridge with %s masquerade', (backend) => {
     expectNothingLeft(net, a);
   });
 
+  it('nonMasqueradeCIDRs: destinations in them see the container\'s address, others still the host\'s; CHECK and DEL follow it', async () => {
+    const subnet = `10.${base}.9.0/24`;
+    const net = network({ subnet, backend, extra: { nonMasqueradeCIDRs: ['203.0.113.2/32', `10.${base}.8.0/24`, 'fd00:99::/64'] } });
+    // The outside host routes the subnet back to the lab host (as a cloud route table would), and has a second address.
+    lab.ip(['route', 'replace', subnet, 'via', '203.0.113.1'], outside);
+    lab.ip(['addr', 'replace', '203.0.113.3/24', 'dev', 'eth0'], outside);
+    await startPeerServer(outside, 'tcp', '203.0.113.3', 8000 + base, servers);
+    const a = attach(net);
+    expect(tcpAsk(lab, a.netns, '203.0.113.2', 8080)).toBe(a.v4);
+    expect(tcpAsk(lab, a.netns, '203.0.113.3', 8000 + base)).toBe('203.0.113.1');
+    expect(call(net, 'CHECK', a.netns, a.id, { prevResult: a.result }).status).toBe(0);
+    // DEL works from the record: a config that lost the option removes the same rules.
+    const { nonMasqueradeCIDRs: _dropped, ...without } = net.conf;
+    expect(call({ ...net, conf: without }, 'DEL', a.netns, a.id).status).toBe(0);
+    expectNothingLeft(net, a);
+    lab.ip(['route', 'del', subnet], outside);
+  });
+
   it('isolates networks that ask for it, as Docker does for user networks', async () => {
     const n1 = network({ subnet: `10.${base}.3.0/24`, backend, extra: { isolate: true } });
     const n2 = network({ subnet: `10.${base}.4.0/24`, backend, extra: { isolate: true } });
@@ -282,6 +300,17 @@ describe('bridge failures leave nothing behind', () => {
     expect(addrs()).not.toContain('10.60.5.9/');
     expect(call(net, 'DEL', netns, 'ctr-gw2', { forceAddress: true }).status).toBe(0);
     lab.ip(['link', 'del', net.bridge]);
+  });
+
+  it('a nonMasqueradeCIDRs entry that is not a CIDR: error 7 naming it, nothing made; DEL with it succeeds', () => {
+    const net = network({ subnet: '10.99.7.0/24', extra: { nonMasqueradeCIDRs: ['10.244.0.0/16', '10.244.0.0/33'] } });
+    const netns = lab.container();
+    const r = call(net, 'ADD', netns, 'badexempt');
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('nonMasqueradeCIDRs.1') });
+    expect(hostVeths()).toEqual([]);
+    expect(leases(net)).toEqual([]);
+    expect(records(net)).toEqual([]);
+    expect(call(net, 'DEL', netns, 'badexempt').status).toBe(0);
   });
 
   it('a malformed MAC: error 7 naming it, nothing made', () => {

@@ -4,7 +4,7 @@
 // Layout (per family):
 //   nat    POSTROUTING      -m comment --comment "cnikit masquerade" -j CNIK-POSTROUTING
 //          CNIK-POSTROUTING -s ADDR/32 -m comment --comment "cnikit:NET:ATT ..." -j CNIK-A-<hash>   (per address)
-//          CNIK-A-<hash>    -s ADDR -d SUBNET -j RETURN; -d 224.0.0.0/4 -j RETURN; -j MASQUERADE
+//          CNIK-A-<hash>    -s ADDR -d SUBNET -j RETURN; (-s ADDR -d EXEMPT -j RETURN;) -d 224.0.0.0/4 -j RETURN; -j MASQUERADE
 //   filter FORWARD          -m comment --comment "cnikit isolation" -j CNIK-FORWARD   (first rule)
 //          CNIK-FORWARD     -i BR -m comment --comment "cnikit:br:TAG ..." -j CNIK-N-<bridge>-<policy>
 //          CNIK-N-...       [-o BR -j DROP (icc=false)]; -o BR -j RETURN; -j CNIK-BRIDGES | CNIK-ISOLATED
@@ -63,6 +63,7 @@ function masqSpec(key: AttachmentKey, f: Family, entries: readonly MasqEntry[]):
   const comment = `cnikit:${networkTag(key.network)}:${attachmentTag(key.containerId, key.ifname)} ${describeKey(key)}`;
   const body = [
     ...entries.map((e) => `${chain} -s ${hostPrefix(e.address)} -d ${formatPrefix(networkOf(e.subnet))} -j RETURN`),
+    ...entries.flatMap((e) => (e.exempt ?? []).filter((x) => x.ip.family === f).map((x) => `${chain} -s ${hostPrefix(e.address)} -d ${formatPrefix(networkOf(x))} -j RETURN`)),
     `${chain} -d ${multicastOf(f)} -j RETURN`,
     `${chain} -j MASQUERADE`,
   ];

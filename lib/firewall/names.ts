@@ -76,6 +76,14 @@ export function policyTag(p: NetworkPolicy): string {
 }
 
 /** 16 hex digits naming a subnet. */
+/** Names what a masquerade chain exempts beyond its subnet (none: ''). */
+export function exemptTag(subnet: Prefix, exempt: readonly Prefix[] | undefined): string {
+  if (!exempt) return '';
+  let text = '';
+  for (const p of exempt) if (p.ip.family === subnet.ip.family) text += `${formatPrefix(p)} `;
+  return text === '' ? '' : sha256('exempt', formatPrefix(subnet), text).slice(0, 8);
+}
+
 export function subnetTag(subnet: Prefix): string {
   return sha256('subnet', formatPrefix(subnet)).slice(0, 16);
 }

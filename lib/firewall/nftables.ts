@@ -9,7 +9,7 @@
 //   chain hostports                  dnat ip to ip daddr . meta l4proto . th dport map @ports4ip
 //                                    dnat ip to meta l4proto . th dport map @ports4   (and the ip6 pair)
 //   chain forward      filter:       iifname vmap @net
-//   map masq4/6        container address → goto masq-<subnet>     (chain: ip daddr != { SUBNET, 224.0.0.0/4 } masquerade)
+//   map masq4/6        container address → goto masq-<subnet>[-<exempt>] (chain: ip daddr != { SUBNET, EXEMPT…, 224.0.0.0/4 } masquerade)
 //   map masqowner4/6   container address → owner tag (network and attachment hashes as an IPv6 value)
 //   map ports4/6       proto . host port → container address . port            (any host address)
 //   map ports4ip/6ip   host address . proto . host port → container address . port
@@ -28,7 +28,7 @@
 import { type Prefix, type IPAddr, formatIP, formatPrefix, networkOf, parseIP, compareIP } from '../ip/index.ts';
 import {
   validateKey, validateEntries, validatePolicy, validateBridge, networkTag, attachmentTag, bridgeTag, policyTag,
-  subnetTag, describeKey, multicastOf,
+  subnetTag, describeKey, multicastOf, exemptTag,
 } from './names.ts';
 import {
   TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
@@ -138,14 +138,31 @@ function anonSet(items: string[]): string {
   return `{ ${sorted.join(', ')} }`;
 }
 
-function masqChain(subnet: Prefix): ChainDef {
+/** One chain per subnet and set of exempt destinations, shared by the subnet's addresses. */
+function masqChain(subnet: Prefix, exempt?: readonly Prefix[]): ChainDef {
   const f = subnet.ip.family;
-  const net = formatPrefix(networkOf(subnet));
-  return {
-    name: `masq-${subnetTag(subnet)}`,
-    comment: `masquerade ${net}`,
-    rules: [`${IPKW[f]} daddr != ${anonSet([net, multicastOf(f)])} masquerade`],
-  };
+  const net = networkOf(subnet);
+  const extra = exemptTag(net, exempt);
+  if (extra === '') {
+    return {
+      name: `masq-${subnetTag(subnet)}`,
+      comment: `masquerade ${formatPrefix(net)}`,
+      rules: [`${IPKW[f]} daddr != ${anonSet([formatPrefix(net), multicastOf(f)])} masquerade`],
+    };
+  }
+  // One rule per exempt prefix, not one set: nft merges adjacent intervals of
+  // a set when it lists them, and CHECK compares the listing.
+  const rules: string[] = [];
+  const seen: string[] = [];
+  for (const p of exempt!) {
+    if (p.ip.family !== f) continue;
+    const text = p.length === (f === 4 ? 32 : 128) ? formatIP(p.ip) : formatPrefix(p);
+    if (seen.includes(text)) continue;
+    seen.push(text);
+    rules.push(`${IPKW[f]} daddr ${text} return`);
+  }
+  rules.push(`${IPKW[f]} daddr != ${anonSet([formatPrefix(net), multicastOf(f)])} masquerade`);
+  return { name: `masq-${subnetTag(subnet)}-${extra}`, comment: `masquerade ${formatPrefix(net)} except to ${seen.join(' ')}`, rules };
 }
 
 function portSnatChain(subnet: Prefix): ChainDef {
@@ -226,7 +243,7 @@ function compileMasq(key: AttachmentKey, entries: readonly MasqEntry[], out: Com
   const own = formatIP(ownValue);
   for (const e of entries) {
     const f = e.address.family;
-    const chain = masqChain(e.subnet);
+    const chain = masqChain(e.subnet, e.exempt);
     const addr = formatIP(e.address);
     const keyAtoms = [e.address];
     out.chains.push(chain);
@@ -532,7 +549,7 @@ export class NftablesFirewall implements Firewall {
       const keyAtoms = [e.address];
       groups.push({
         owner: { set: `masqowner${f}`, key: addr, keyAtoms, data: own, dataAtoms: [ownValue] },
-        items: [{ set: `masq${f}`, key: addr, keyAtoms, ...gotoChain(masqChain(e.subnet).name), onProbeFail: 'bare', mode: 'probe' }],
+        items: [{ set: `masq${f}`, key: addr, keyAtoms, ...gotoChain(masqChain(e.subnet, e.exempt).name), onProbeFail: 'bare', mode: 'probe' }],
         dropped: false,
       });
     }

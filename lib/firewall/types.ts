@@ -16,6 +16,8 @@ export interface AttachmentKey {
 export interface MasqEntry {
   address: IPAddr;
   subnet: Prefix;
+  /** More destinations reached unmasqueraded (e.g. a cluster's pod CIDR); those of another family are ignored. */
+  exempt?: readonly Prefix[];
 }
 
 /**

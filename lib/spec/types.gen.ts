@@ -54,6 +54,10 @@ export type BridgeConf = NetConf & {
    * cnikit: where the plugin keeps its records of attachments (default /run/cni/cnikit).
    */
   dataDir?: string;
+  /**
+   * cnikit: with ipMasq, destinations (CIDRs) reached without masquerade besides the container's own subnet, e.g. a Kubernetes cluster's pod CIDR (ip-masq-agent's nonMasqueradeCIDRs).
+   */
+  nonMasqueradeCIDRs?: string[];
   ipam: {
     type: string;
     [k: string]: unknown;

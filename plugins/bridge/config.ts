@@ -4,6 +4,7 @@ import type { BridgeConf } from '../../lib/spec/index.ts';
 import { CniError, ErrorCode, type Invocation } from '../../lib/skel/index.ts';
 import { DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { parseMac } from '../../lib/netlink/codec.ts';
+import { type Prefix, tryParsePrefix, networkOf } from '../../lib/ip/index.ts';
 
 export const DEFAULT_BRIDGE = 'cni0';
 
@@ -27,6 +28,24 @@ export interface BridgeOptions {
   dataDir: string;
   /** MAC for the container interface, if the runtime asked for one. */
   mac?: string;
+  /** With ipMasq: destinations besides the container's subnet reached unmasqueraded (nonMasqueradeCIDRs). */
+  masqExempt: Prefix[];
+}
+
+/**
+ * nonMasqueradeCIDRs as prefixes (host bits cleared). ADD refuses an invalid
+ * one (code 7 naming it); DEL and CHECK skip it, as they must not fail on
+ * input ADD would have refused.
+ */
+export function parseExempt(list: readonly string[] | undefined, strict: boolean): Prefix[] {
+  const out: Prefix[] = [];
+  if (!list) return out;
+  for (let i = 0; i < list.length; i++) {
+    const p = tryParsePrefix(list[i]!);
+    if (p) out.push(networkOf(p));
+    else if (strict) throw new CniError(ErrorCode.InvalidConfig, `nonMasqueradeCIDRs.${i}: ${JSON.stringify(list[i])} is not a CIDR`, `field nonMasqueradeCIDRs.${i}`);
+  }
+  return out;
 }
 
 function checkMac(mac: string, where: string): string {
@@ -85,5 +104,6 @@ export function resolveOptions(conf: BridgeConf, inv: Invocation, forAdd = true)
     portIsolation: (conf.portIsolation ?? false) || conf.icc === false,
     dataDir: conf.dataDir ?? DEFAULT_DATA_DIR,
     mac: forAdd ? requestedMac(conf, inv) : undefined,
+    masqExempt: parseExempt(conf.nonMasqueradeCIDRs, forAdd),
   };
 }

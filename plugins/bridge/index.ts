@@ -8,7 +8,7 @@ import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/i
 import { NetnsError } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, type Family, parsePrefix, parseIP, networkOf, formatIP, tryParsePrefix } from '../../lib/ip/index.ts';
 import { openFirewall, addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck, type Firewall, type AttachmentKey, type MasqEntry, type SetupOp } from '../../lib/firewall/index.ts';
-import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.ts';
+import { resolveOptions, refuseUnsupported, parseExempt, type BridgeOptions } from './config.ts';
 import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import type { AttachmentStore } from '../../lib/state/attachments.ts';
 import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
@@ -36,11 +36,11 @@ function firewallFor(needed: boolean, backend: 'iptables' | 'nftables' | undefin
 
 // Loops rather than array builtins on the ADD and DEL paths: each builtin's
 // first use costs a plugin exec tens of µs under Bun.
-function masqEntries(ips: RecordIP[]): MasqEntry[] {
+function masqEntries(ips: RecordIP[], exempt: readonly Prefix[]): MasqEntry[] {
   const out: MasqEntry[] = [];
   for (const ip of ips) {
     const p = parsePrefix(ip.address);
-    out.push({ address: p.ip, subnet: networkOf(p) });
+    out.push(exempt.length > 0 ? { address: p.ip, subnet: networkOf(p), exempt } : { address: p.ip, subnet: networkOf(p) });
   }
   return out;
 }
@@ -127,6 +127,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
       record.ips.push(ip.gateway ? { address: ip.address, gateway: ip.gateway } : { address: ip.address });
     }
     if (o.ipMasq) record.masqBackend = openFirewall(o.ipMasqBackend).backend;
+    if (o.ipMasq && o.masqExempt.length > 0) record.masqExempt = ctx.conf.nonMasqueradeCIDRs;
     store.update(record);
 
     const { routes, result: resultRoutes } = plannedRoutes(o, ipam, addrs);
@@ -156,7 +157,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     const subnets: Prefix[] = [];
     for (const a of addrs) subnets.push(networkOf(a.prefix));
     ops.push({ kind: 'network', policy: { bridge: o.bridge, subnets, isolate: o.isolate, icc: true } });
-    const entries = masqEntries(record.ips);
+    const entries = masqEntries(record.ips, o.masqExempt);
     if (o.ipMasq) ops.push({ kind: 'masquerade', key: keyOf(ctx), entries });
     const fw = firewallFor(o.ipMasq || o.isolate, record.masqBackend ?? o.ipMasqBackend);
     if (fw) {
@@ -187,7 +188,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
 }
 
 /** Removes the links, rules and record of one attachment; each part succeeds when already gone. */
-function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean }, netns: string | undefined, store: AttachmentStore<AttachmentRecord>): void {
+function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fallback: { ips: RecordIP[]; backend?: 'iptables' | 'nftables'; masq: boolean; exempt: Prefix[] }, netns: string | undefined, store: AttachmentStore<AttachmentRecord>): void {
   const hostName = record?.hostVeth ?? hostVethName(key.network, key.containerId, key.ifname);
   const deleted = Netlink.with((nl) => deletePair(nl, hostName));
   if (record?.spoofCheckMac) delMacSpoofCheck(hostName, record.spoofCheckMac);
@@ -205,7 +206,8 @@ function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fall
   }
   const ips = record?.ips.length ? record.ips : fallback.ips;
   const backend = record?.masqBackend ?? (fallback.masq ? fallback.backend : undefined);
-  if ((record?.masqBackend || fallback.masq) && ips.length > 0) openFirewall(backend).delMasquerade(key, masqEntries(ips));
+  const exempt = record ? parseExempt(record.masqExempt, false) : fallback.exempt;
+  if ((record?.masqBackend || fallback.masq) && ips.length > 0) openFirewall(backend).delMasquerade(key, masqEntries(ips, exempt));
   store.remove(key);
 }
 
@@ -223,7 +225,7 @@ async function del(ctx: Context<BridgeConf>): Promise<void> {
   const store = recordStore(o.dataDir, ctx.conf.name);
   const record = store.read(ctx.inv);
   await ipamDel(ctx);
-  teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq }, ctx.inv.netns || undefined, store);
+  teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq, exempt: o.masqExempt }, ctx.inv.netns || undefined, store);
   if (o.promiscMode) Netlink.with((nl) => restoreBridge(nl, o, record?.bridge ?? o.bridge));
 }
 
@@ -276,7 +278,7 @@ async function check(ctx: Context<BridgeConf>): Promise<void> {
   }
   if (o.ipMasq) {
     try {
-      openFirewall(record?.masqBackend ?? o.ipMasqBackend).checkMasquerade(keyOf(ctx), masqEntries(want));
+      openFirewall(record?.masqBackend ?? o.ipMasqBackend).checkMasquerade(keyOf(ctx), masqEntries(want, record ? parseExempt(record.masqExempt, false) : o.masqExempt));
     } catch (e) {
       if (e instanceof CniError) throw e;
       throw checkFailed((e as Error).message);
@@ -293,7 +295,7 @@ async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> 
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     ctx.log.info({ containerId: r.containerId, ifname: r.ifname }, 'gc: removing a stale attachment');
     // Not the recorded netns: its path may name another container by now.
-    teardown(r, { network: r.network, containerId: r.containerId, ifname: r.ifname }, { ips: [], masq: false }, undefined, store);
+    teardown(r, { network: r.network, containerId: r.containerId, ifname: r.ifname }, { ips: [], masq: false, exempt: [] }, undefined, store);
   }
   if (o.promiscMode) Netlink.with((nl) => restoreBridge(nl, o, o.bridge));
   // Rules whose record was lost (a crash between the rule and the record, a wiped data dir).

@@ -17,6 +17,8 @@ export interface AttachmentRecord {
   ips: RecordIP[];
   /** The container MAC the spoof check (macspoofchk) allows on the host veth. */
   spoofCheckMac?: string;
+  /** nonMasqueradeCIDRs at ADD time: the masquerade DEL removes was made with them. */
+  masqExempt?: string[];
   /** The bridge's MAC when this attachment was made: CHECK reports a bridge whose MAC changed since. */
   bridgeMac?: string;
   /** The firewall backend that holds this attachment's masquerade rules. */
