@@ -11,7 +11,9 @@ import { openFirewall, addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck, t
 import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.ts';
 import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import type { AttachmentStore } from '../../lib/state/attachments.ts';
-import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import { ipamAdd, ipamDel, ipamDelFor, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import { parseHolderDetails } from '../../ipam/host-local/store.ts';
+import { goneReason } from '../../lib/state/liveness.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import {
   hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
@@ -114,7 +116,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     const host = createPair(nl, o, bridge, hostName, netns, ifname);
     undo.push(() => Netlink.with((u) => deletePair(u, hostName)));
 
-    const ipam = await ipamAdd(ctx);
+    const ipam = await ipamAddReclaiming(ctx, store);
     undo.push(() => ipamDel(ctx));
     const ips = ipam.ips ?? [];
     const addrs: ContainerAddress[] = [];
@@ -207,6 +209,32 @@ function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fall
   store.remove(key);
 }
 
+function hasLink(name: string): boolean {
+  return Netlink.with((nl) => nl.link(name) !== undefined);
+}
+
+/**
+ * IPAM ADD. A requested address (code 103) held by an attachment of this
+ * host whose netns and host veth are both gone is reclaimed as its DEL would
+ * (lease, links, rules, record), once, and the ADD goes on.
+ */
+async function ipamAddReclaiming(ctx: Context<BridgeConf>, store: AttachmentStore<AttachmentRecord>): Promise<Result> {
+  try {
+    return await ipamAdd(ctx);
+  } catch (e) {
+    if (!(e instanceof CniError) || e.code !== ErrorCode.AddressInUse) throw e;
+    const holder = parseHolderDetails(e.details);
+    if (!holder || (holder.containerId === ctx.inv.containerId && holder.ifname === ctx.inv.ifname)) throw e;
+    const r = store.read(holder);
+    const gone = r ? goneReason(r, hasLink) : undefined;
+    if (!r || !gone) throw e;
+    await ipamDelFor(ctx, holder);
+    teardown(r, { network: r.network, containerId: r.containerId, ifname: r.ifname }, { ips: [], masq: false }, undefined, store);
+    ctx.log.warn({ containerId: r.containerId, ifname: r.ifname, ips: r.ips }, `reclaimed the address of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);
+    return await ipamAdd(ctx);
+  }
+}
+
 function prevResultIPs(ctx: Context<BridgeConf>): RecordIP[] {
   const ifaces = ctx.prevResult?.interfaces ?? [];
   const out: RecordIP[] = [];
@@ -283,7 +311,8 @@ async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> 
   const store = recordStore(o.dataDir, ctx.conf.name);
   const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
   store.sweepEmpty();
-  for (const r of store.list()) {
+  // A record of the layout before per-host state is this host's when its host veth is here.
+  for (const r of store.list((legacy) => hasLink(legacy.hostVeth))) {
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     ctx.log.info({ containerId: r.containerId, ifname: r.ifname }, 'gc: removing a stale attachment');
     // Not the recorded netns: its path may name another container by now.

@@ -9,6 +9,9 @@ import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortM
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { PublishedPorts } from './published.ts';
 import { withFileLock } from '../../lib/state/index.ts';
+import { hostStateDir } from '../../lib/state/scope.ts';
+import { goneReason } from '../../lib/state/liveness.ts';
+import { dirname, listDirIfExists } from '../../lib/fs/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
 import { sys } from '../../lib/sys/index.ts';
@@ -31,6 +34,9 @@ export interface PortmapRecord {
   masqAll: boolean;
   /** conditionsV4/V6: extra iptables match arguments of the DNAT rules. */
   conditions?: { 4?: string[]; 6?: string[] };
+  /** CNI_NETNS and the host end of the container's veth: how a later ADD tells that this holder is gone. */
+  netns?: string;
+  hostVeth?: string;
 }
 
 function dataDir(conf: PortmapConf): string {
@@ -61,7 +67,12 @@ function formatPrefixes(ps: readonly Prefix[]): string[] {
 }
 
 function publishedPorts(conf: PortmapConf): PublishedPorts {
-  return new PublishedPorts(`${dataDir(conf)}/${PLUGIN}-ports`);
+  return new PublishedPorts(`${hostStateDir(dataDir(conf))}/${PLUGIN}-ports`);
+}
+
+/** Held while the port index and the records are read and changed together (per host, like the index). */
+function lockPath(conf: PortmapConf): string {
+  return `${hostStateDir(dataDir(conf))}/${PLUGIN}.lock`;
 }
 
 function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
@@ -70,21 +81,48 @@ function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
 
 /**
  * Who else publishes a port, from the port index; an entry whose record is
- * gone (a crash between the two writes) is dropped on the way.
+ * gone (a crash between the two writes) is dropped on the way, and a holder
+ * that is provably gone (netns and host veth, see lib/state/liveness.ts) is
+ * reclaimed as its DEL would: its rules, index entries and record.
  */
-function holdersOf(conf: PortmapConf, index: PublishedPorts, key: AttachmentKey): HoldersOf {
+function holdersOf(ctx: Context<PortmapConf>, index: PublishedPorts, key: AttachmentKey): HoldersOf {
   return (protocol, port) => {
     const out: Holder[] = [];
     for (const h of index.holders(protocol, port)) {
       if (sameKey(h, key)) continue;
-      if (!store(conf, h.network).read(h)) {
+      const records = store(ctx.conf, h.network);
+      const r = records.read(h);
+      if (!r) {
         index.drop(protocol, port, h);
+        continue;
+      }
+      const gone = goneReason(r, hasLink);
+      if (gone) {
+        openFirewall(r.backend).delPortMappings(r, requestOf(r));
+        index.remove(r, r.ports);
+        records.remove(r);
+        ctx.log.warn({ network: r.network, containerId: r.containerId, ifname: r.ifname, ports: r.ports }, `reclaimed ${port}/${protocol} and every other port of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);
         continue;
       }
       out.push({ network: h.network, containerId: h.containerId, port: { hostIP: h.hostIP, hostPort: port, containerPort: h.containerPort, protocol } });
     }
     return out;
   };
+}
+
+function hasLink(name: string): boolean {
+  return Netlink.with((nl) => nl.link(name) !== undefined);
+}
+
+/** The host end of the container's veth among the prevResult's host-side interfaces, if there is one. */
+function hostVethOf(prev: Result): string | undefined {
+  const names: string[] = [];
+  for (const i of prev.interfaces ?? []) if (!i.sandbox && i.name) names.push(i.name);
+  if (names.length === 0) return undefined;
+  return Netlink.with((nl) => {
+    for (const n of names) if (nl.link(n)?.kind === 'veth') return n;
+    return undefined;
+  });
 }
 
 /**
@@ -161,9 +199,10 @@ function add(ctx: Context<PortmapConf>): Result {
   const key = keyOf(ctx);
   const fw = openFirewall(backend);
   const records = store(ctx.conf);
-  const record = withFileLock(`${dataDir(ctx.conf)}/${PLUGIN}.lock`, () => {
+  const hostVeth = hostVethOf(prev);
+  const record = withFileLock(lockPath(ctx.conf), () => {
     const index = publishedPorts(ctx.conf);
-    const others = holdersOf(ctx.conf, index, key);
+    const others = holdersOf(ctx, index, key);
     checkConflicts(wanted, others);
     let needRandom = false;
     for (const w of wanted) if (w.hostPort === 0) needRandom = true;
@@ -184,6 +223,8 @@ function add(ctx: Context<PortmapConf>): Result {
       snat: ctx.conf.snat ?? true,
       masqAll: ctx.conf.masqAll ?? false,
       ...(conditions ? { conditions } : {}),
+      ...(ctx.inv.netns ? { netns: ctx.inv.netns } : {}),
+      ...(hostVeth ? { hostVeth } : {}),
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
     records.create(r);
@@ -207,7 +248,7 @@ function add(ctx: Context<PortmapConf>): Result {
 
 /** Drops an attachment's ports from the index, then its record (the source of truth goes last). */
 function forget(conf: PortmapConf, r: PortmapRecord): void {
-  withFileLock(`${dataDir(conf)}/${PLUGIN}.lock`, () => {
+  withFileLock(lockPath(conf), () => {
     publishedPorts(conf).remove(r, r.ports);
     store(conf, r.network).remove(r);
   });
@@ -222,6 +263,8 @@ function del(ctx: Context<PortmapConf>): void {
     forget(ctx.conf, record);
     return;
   }
+  // An empty record is what an ADD killed before its first write leaves (nothing else was done yet).
+  records.remove(key);
   // No record (never published, or the data dir was lost): what the config and prevResult still tell.
   const wanted = normalize(ctx.conf.runtimeConfig?.portMappings ?? []).filter((w) => w.hostPort !== 0);
   const containers = ctx.prevResult ? containerAddresses(ctx.prevResult) : [];
@@ -253,12 +296,29 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
   const records = store(ctx.conf);
   const backends = new Set<Backend>();
   records.sweepEmpty();
-  for (const r of records.list()) {
+  // A record of the layout before per-host state is this host's when its rules are in this host's firewall.
+  const ours = (r: PortmapRecord): boolean => {
+    try {
+      openFirewall(r.backend).checkPortMappings(r, requestOf(r));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const r of records.list(ours)) {
     backends.add(r.backend);
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     openFirewall(r.backend).delPortMappings({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
     forget(ctx.conf, r);
   }
+  // The index of every network of this host, from the records that remain.
+  withFileLock(lockPath(ctx.conf), () => {
+    const all: PortmapRecord[] = [];
+    const base = dirname(records.dir);
+    for (const network of listDirIfExists(base)) all.push(...store(ctx.conf, network).list());
+    const { dropped, added } = publishedPorts(ctx.conf).sweep(all);
+    if (dropped + added > 0) ctx.log.info({ dropped, added }, 'gc: port index entries without a record dropped, records missing from the index added');
+  });
   // Rules whose record was lost.
   if (ctx.conf.backend) backends.add(ctx.conf.backend);
   const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
