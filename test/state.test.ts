@@ -230,6 +230,8 @@ describe('conflicts heal themselves', () => {
     const req = { runtimeConfig: { ips: [`${wanted}/24`] }, capabilities: { ips: true } };
     const a = attach(net, req);
     expect(a.v4).toBe(wanted);
+    expect(run(net, 'portmap', 'ADD', a.id, a.netns, net.portmapConf([{ hostPort: 8095, containerPort: 80 }], a.prev)).status).toBe(0);
+    expect(portRulesMentioning(wanted).length).toBeGreaterThan(0);
     const masqLines = rulesMentioning(wanted).length;
     expect(masqLines).toBeGreaterThan(0);
     // Alive: refused.
@@ -240,6 +242,10 @@ describe('conflicts heal themselves', () => {
     expect(b.v4).toBe(wanted);
     expect(net.log()).toMatch(new RegExp(`reclaimed the address of container ${a.id} .*netns ${a.netns} is gone and its host veth`));
     expect(net.records('bridge')).toEqual([`${b.id}@eth0.json`]);
+    // a's published port would have forwarded to b: its rules and record went too.
+    expect(portRulesMentioning(wanted)).toEqual([]);
+    expect(net.records('portmap')).toEqual([]);
+    expect(net.log()).toMatch(new RegExp(`reclaimed the published ports of container ${a.id}`));
     // The masquerade of the address once: b's (a's went with its reclaim).
     expect(rulesMentioning(wanted)).toHaveLength(masqLines);
     expect(run(net, 'bridge', 'DEL', b.id, b.netns, net.bridgeConf).status).toBe(0);

@@ -14,6 +14,7 @@ import type { AttachmentStore } from '../../lib/state/attachments.ts';
 import { ipamAdd, ipamDel, ipamDelFor, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
 import { parseHolderDetails } from '../../ipam/host-local/store.ts';
 import { goneReason } from '../../lib/state/liveness.ts';
+import { releasePublished } from '../portmap/records.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import {
   hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
@@ -116,7 +117,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     const host = createPair(nl, o, bridge, hostName, netns, ifname);
     undo.push(() => Netlink.with((u) => deletePair(u, hostName)));
 
-    const ipam = await ipamAddReclaiming(ctx, store);
+    const ipam = await ipamAddReclaiming(ctx, o.dataDir, store);
     undo.push(() => ipamDel(ctx));
     const ips = ipam.ips ?? [];
     const addrs: ContainerAddress[] = [];
@@ -218,7 +219,7 @@ function hasLink(name: string): boolean {
  * host whose netns and host veth are both gone is reclaimed as its DEL would
  * (lease, links, rules, record), once, and the ADD goes on.
  */
-async function ipamAddReclaiming(ctx: Context<BridgeConf>, store: AttachmentStore<AttachmentRecord>): Promise<Result> {
+async function ipamAddReclaiming(ctx: Context<BridgeConf>, dataDir: string, store: AttachmentStore<AttachmentRecord>): Promise<Result> {
   try {
     return await ipamAdd(ctx);
   } catch (e) {
@@ -229,7 +230,10 @@ async function ipamAddReclaiming(ctx: Context<BridgeConf>, store: AttachmentStor
     const gone = r ? goneReason(r, hasLink) : undefined;
     if (!r || !gone) throw e;
     await ipamDelFor(ctx, holder);
-    teardown(r, { network: r.network, containerId: r.containerId, ifname: r.ifname }, { ips: [], masq: false }, undefined, store);
+    const key = { network: r.network, containerId: r.containerId, ifname: r.ifname };
+    // Its published ports would forward to the address's next holder (when portmap keeps its records in the same dataDir).
+    releasePublished(dataDir, key, gone, ctx.log);
+    teardown(r, key, { ips: [], masq: false }, undefined, store);
     ctx.log.warn({ containerId: r.containerId, ifname: r.ifname, ips: r.ips }, `reclaimed the address of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);
     return await ipamAdd(ctx);
   }

@@ -5,59 +5,35 @@
 import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
-import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
-import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
-import { PublishedPorts } from './published.ts';
+import { openFirewall, checkConditions, findTool, type AttachmentKey, type Backend } from '../../lib/firewall/index.ts';
+import { type AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
+import type { PublishedPorts } from './published.ts';
+import { portmapStore, portIndex, portmapLock, requestOf, type PortmapRecord } from './records.ts';
 import { withFileLock } from '../../lib/state/index.ts';
-import { hostStateDir } from '../../lib/state/scope.ts';
 import { goneReason } from '../../lib/state/liveness.ts';
 import { dirname, listDirIfExists } from '../../lib/fs/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
 import { sys } from '../../lib/sys/index.ts';
-import { parsePrefix, formatPrefix, type Prefix } from '../../lib/ip/index.ts';
+import { formatPrefix, type Prefix } from '../../lib/ip/index.ts';
 import {
-  normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type HoldersOf, type Holder,
+  normalize, checkConflicts, choosePorts, containerAddresses, type Published, type HoldersOf, type Holder,
 } from './mappings.ts';
 
 const PLUGIN = 'portmap';
 
-export interface PortmapRecord {
-  network: string;
-  containerId: string;
-  ifname: string;
-  backend: Backend;
-  /** Container addresses with prefix length, one per family. */
-  containers: string[];
-  ports: Published[];
-  snat: boolean;
-  masqAll: boolean;
-  /** conditionsV4/V6: extra iptables match arguments of the DNAT rules. */
-  conditions?: { 4?: string[]; 6?: string[] };
-  /** CNI_NETNS and the host end of the container's veth: how a later ADD tells that this holder is gone. */
-  netns?: string;
-  hostVeth?: string;
-}
+export type { PortmapRecord };
 
 function dataDir(conf: PortmapConf): string {
   return conf.dataDir ?? DEFAULT_DATA_DIR;
 }
 
 function store(conf: PortmapConf, network = conf.name): AttachmentStore<PortmapRecord> {
-  return new AttachmentStore<PortmapRecord>(dataDir(conf), PLUGIN, network);
+  return portmapStore(dataDir(conf), network);
 }
 
 function keyOf(ctx: Context<PortmapConf>): AttachmentKey {
   return { network: ctx.conf.name, containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
-}
-
-function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'masqAll' | 'conditions'>): PortMappingRequest {
-  // Loops rather than array builtins on the ADD and DEL paths: each builtin's first use costs tens of µs under Bun.
-  const containers: Prefix[] = [];
-  for (const c of r.containers) containers.push(parsePrefix(c));
-  const mappings: PortMappingRequest['mappings'] = [];
-  for (const p of r.ports) mappings.push({ hostIP: hostIPAddr(p), hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol });
-  return { ...(r.conditions ? { conditions: r.conditions } : {}), containers, mappings, snat: r.snat, masqAll: r.masqAll };
 }
 
 function formatPrefixes(ps: readonly Prefix[]): string[] {
@@ -67,12 +43,11 @@ function formatPrefixes(ps: readonly Prefix[]): string[] {
 }
 
 function publishedPorts(conf: PortmapConf): PublishedPorts {
-  return new PublishedPorts(`${hostStateDir(dataDir(conf))}/${PLUGIN}-ports`);
+  return portIndex(dataDir(conf));
 }
 
-/** Held while the port index and the records are read and changed together (per host, like the index). */
 function lockPath(conf: PortmapConf): string {
-  return `${hostStateDir(dataDir(conf))}/${PLUGIN}.lock`;
+  return portmapLock(dataDir(conf));
 }
 
 function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
