@@ -230,10 +230,10 @@ describe('conflicts heal themselves', () => {
     const req = { runtimeConfig: { ips: [`${wanted}/24`] }, capabilities: { ips: true } };
     const a = attach(net, req);
     expect(a.v4).toBe(wanted);
-    expect(run(net, 'portmap', 'ADD', a.id, a.netns, net.portmapConf([{ hostPort: 8095, containerPort: 80 }], a.prev)).status).toBe(0);
-    expect(portRulesMentioning(wanted).length).toBeGreaterThan(0);
     const masqLines = rulesMentioning(wanted).length;
     expect(masqLines).toBeGreaterThan(0);
+    expect(run(net, 'portmap', 'ADD', a.id, a.netns, net.portmapConf([{ hostPort: 8095, containerPort: 80 }], a.prev)).status).toBe(0);
+    expect(portRulesMentioning(wanted).length).toBeGreaterThan(0);
     // Alive: refused.
     const live = run(net, 'bridge', 'ADD', 'live', lab.container(), { ...net.bridgeConf, ...req });
     expect(JSON.parse(live.stdout).code).toBe(103);
