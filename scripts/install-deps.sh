@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 # podman, runc, busybox-static: the real-client test (Podman with its CNI backend on cnikit).
 # netavark: the benchmark's third contender (Podman's own network backend).
 # containerd: the CRI test and bench (a Kubernetes node's runtime, driven over CRI v1 gRPC).
-packages=(iproute2 iptables nftables conntrack util-linux iputils-ping time containernetworking-plugins podman netavark runc busybox-static containerd)
+# strace: the state tests kill plugins with SIGKILL at chosen system calls (fault injection).
+# iperf3: the bandwidth test's bulk transfers.
+# aardvark-dns: the dns bench's contender (Podman's name server).
+packages=(iproute2 iptables nftables conntrack util-linux iputils-ping time containernetworking-plugins podman netavark runc busybox-static containerd strace iperf3 aardvark-dns)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -107,7 +107,7 @@ function leases(net: Net): string[] {
 }
 
 function records(net: Net): string[] {
-  const dir = join(net.stateDir, 'bridge', net.name);
+  const dir = join(lab.hostState(net.stateDir), 'bridge', net.name);
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 

@@ -4,7 +4,7 @@
 // The lab host namespace stands in for the machine: plugins run in it, so
 // their links, sysctls and firewall rules never touch the real host.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -60,6 +60,14 @@ export class Lab {
     ip(['netns', 'add', name]);
     this.namespaces.push(name);
     return name;
+  }
+
+  /**
+   * Where plugins running in a lab host namespace (the lab host by default)
+   * keep their records under dataDir: `<dataDir>/ns-<netns inode>` (lib/state/scope.ts).
+   */
+  hostState(dataDir: string, hostPath = this.hostPath): string {
+    return join(dataDir, `ns-${statSync(hostPath).ino}`);
   }
 
   /** A fresh "container" namespace; returns its path. */

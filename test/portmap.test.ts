@@ -76,7 +76,7 @@ function setup(backend: 'iptables' | 'nftables') {
     expect(run('bridge', 'DEL', c.id, netns, bridgeConf).status).toBe(0);
   };
   const records = () => {
-    const dir = join(stateDir, 'portmap', name);
+    const dir = join(lab.hostState(stateDir), 'portmap', name);
     return existsSync(dir) ? readdirSync(dir) : [];
   };
   return { name, bridgeConf, portmapConf, run, container, remove, records, gateway: `10.70.${n}.1` };
@@ -171,8 +171,8 @@ describe.each(['nftables', 'iptables'] as const)('portmap with %s', (backend) =>
     net.remove(c);
     expect(net.records()).toEqual([]);
     // The port index holds nothing for them any more.
-    expect(existsSync(join(lab.dir, 'state', 'portmap-ports', 'tcp', '8280'))).toBe(false);
-    expect(existsSync(join(lab.dir, 'state', 'portmap-ports', 'udp', '8280'))).toBe(false);
+    expect(existsSync(join(lab.hostState(join(lab.dir, 'state')), 'portmap-ports', 'tcp', '8280'))).toBe(false);
+    expect(existsSync(join(lab.hostState(join(lab.dir, 'state')), 'portmap-ports', 'udp', '8280'))).toBe(false);
   });
 
   it('flushes a stale UDP conntrack entry, so a port published after traffic to it answers at once', async () => {
@@ -219,7 +219,7 @@ describe('portmap port index', () => {
     const a = net.container([{ hostPort: 8580, containerPort: 80 }]);
     expect(a.add.status).toBe(0);
     // The record vanishes (wiped by hand) but the index still names the port's holder.
-    rmSync(join(lab.dir, 'state', 'portmap', net.name, `${a.id}@eth0.json`));
+    rmSync(join(lab.hostState(join(lab.dir, 'state')), 'portmap', net.name, `${a.id}@eth0.json`));
     expect(net.run('portmap', 'DEL', a.id, a.netns, net.portmapConf([])).status).toBe(0);
     const b = net.container([{ hostPort: 8580, containerPort: 80 }]);
     expect(b.add.stdout).not.toContain('"code"');

@@ -4,7 +4,7 @@
 import { CniError, ErrorCode } from '../../lib/skel/index.ts';
 import { type IPAddr, addToIP, compareIP, equalIP, formatIP } from '../../lib/ip/index.ts';
 import { type RangeSet, type Range, type HostLocalConfig, rangeFor, placeRequested, rangeSetText } from './config.ts';
-import { ownedBy, type LeaseStore, type Owner, type Lease } from './store.ts';
+import { ownedBy, holderDetails, type LeaseStore, type Owner, type Lease } from './store.ts';
 
 export interface Allocation {
   ip: IPAddr;
@@ -44,7 +44,11 @@ export function allocate(store: LeaseStore, conf: HostLocalConfig, owner: Owner)
     }
     const holder = store.leaseAt(ip);
     if (holder) {
-      throw new CniError(ErrorCode.AddressInUse, `requested address ${formatIP(ip)} is already leased to container ${holder.containerId}${holder.ifname ? ` (${holder.ifname})` : ''}`);
+      throw new CniError(
+        ErrorCode.AddressInUse,
+        `requested address ${formatIP(ip)} is already leased to container ${holder.containerId}${holder.ifname ? ` (${holder.ifname})` : ''}`,
+        holder.ifname ? holderDetails(holder) : undefined,
+      );
     }
     wanted.set(placed.set, { ip, range: placed.range });
   }

@@ -51,10 +51,12 @@ function gc(ctx: Context<HostLocalConf>, valid: Attachment[]): void {
   const conf = loadConfig(ctx.conf, ctx.inv);
   const store = new DiskStore(conf.dataDir, conf.network);
   if (!store.exists()) return;
-  const removed = store.locked(() => {
+  const { removed, index } = store.locked(() => {
     store.sweepTemporaries();
-    return collectGarbage(store, valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname })));
+    const removed = collectGarbage(store, valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname })));
+    return { removed, index: store.sweepIndex() };
   });
+  if (index.dropped + index.added > 0) ctx.log.info(index, 'gc: owner index entries without a lease dropped, leases without an entry linked in');
   for (const l of removed) ctx.log.info({ ip: formatIP(l.ip), containerId: l.containerId, ifname: l.ifname }, 'gc: released a stale lease');
 }
 

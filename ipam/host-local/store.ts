@@ -15,7 +15,7 @@
 // nothing in the index still scans, so leases the reference wrote are released.
 import { sys, SysError, LOCK_EX, O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, EEXIST } from '../../lib/sys/index.ts';
 import { writeFileAtomic, ensurePrivateDir } from '../../lib/state/index.ts';
-import { readFileIfExists, listDirIfExists, removeFile, isDirectory, isNotFound, writeAll, dirname } from '../../lib/fs/index.ts';
+import { readFileIfExists, listDirIfExists, removeFile, removeDirIfEmpty, isDirectory, isNotFound, writeAll, dirname } from '../../lib/fs/index.ts';
 import { type IPAddr, tryParseIP, formatIP } from '../../lib/ip/index.ts';
 
 const LAST_RESERVED = 'last_reserved_ip.';
@@ -56,6 +56,20 @@ export interface LeaseStore {
   lastReserved(rangeSet: number): IPAddr | undefined;
 }
 
+// The details of code 103 name the holder for a caller that can prove it gone
+// (bridge, from its records) and reclaim the address.
+const HOLDER_DETAILS = /^leased to containerID (\S+) ifname (\S+)$/;
+
+export function holderDetails(o: Owner): string {
+  return `leased to containerID ${o.containerId} ifname ${o.ifname}`;
+}
+
+/** The holder named in the details of a code 103 error, if any. */
+export function parseHolderDetails(details: string | undefined): Owner | undefined {
+  const m = details === undefined ? null : HOLDER_DETAILS.exec(details);
+  return m ? { containerId: m[1]!, ifname: m[2]! } : undefined;
+}
+
 /** Whether a lease belongs to owner (files of old reference versions hold no ifname). */
 export function ownedBy(l: Owner, o: Owner): boolean {
   return l.containerId === o.containerId && (l.ifname === o.ifname || l.ifname === '');
@@ -65,6 +79,18 @@ function parseOwner(text: string): Owner {
   const [containerId = '', ifname = ''] = text.trim().split(LINE_BREAK);
   // Files of old reference versions hold only the container ID.
   return { containerId: containerId.trim(), ifname: ifname.trim() };
+}
+
+/** Whether two paths are links of one file. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = sys.stat(a);
+    const y = sys.stat(b);
+    return x.ino === y.ino && x.dev === y.dev;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
 }
 
 export class DiskStore implements LeaseStore {
@@ -189,9 +215,12 @@ export class DiskStore implements LeaseStore {
     }
   }
 
+  /** Removes an entry, and its bucket once empty (one rmdir, refused while it is not). */
   private indexRemove(owner: Owner, ip: IPAddr): void {
     const hash = this.ownerHash(owner);
-    removeFile(`${this.bucket(hash)}/${hash}@${formatIP(ip)}`);
+    const bucket = this.bucket(hash);
+    removeFile(`${bucket}/${hash}@${formatIP(ip)}`);
+    removeDirIfEmpty(bucket);
   }
 
   /** Builds the index from a scan, once per directory (it then stays complete). Under the lock. */
@@ -232,6 +261,8 @@ export class DiskStore implements LeaseStore {
       for (const ip of this.indexed(k)) {
         const l = this.leaseAt(ip);
         if (l && ownedBy(l, owner)) found.push(l);
+        // The lease went and its entry stayed (a release killed in between): the entry goes now.
+        else this.indexRemove(k, ip);
       }
     }
     if (found.length > 0 || !exhaustive) return found;
@@ -271,6 +302,40 @@ export class DiskStore implements LeaseStore {
     // Torn by a crash, it reads as no hint.
     this.writeHint(`${this.dir}/${LAST_RESERVED}${rangeSet}`, formatIP(ip));
     return true;
+  }
+
+  /**
+   * GC, under the lock: the index and the leases made to agree both ways.
+   * Entries whose lease is gone (or is another inode: the address was leased
+   * again) are removed, leases without their entry are linked in again, and
+   * empty buckets go. Returns how many entries were dropped and added.
+   */
+  sweepIndex(): { dropped: number; added: number } {
+    let dropped = 0;
+    let added = 0;
+    const root = `${this.dir}/${INDEX}`;
+    for (const b of listDirIfExists(root)) {
+      if (b.length !== 2) continue;
+      const bucket = `${root}/${b}`;
+      for (const e of listDirIfExists(bucket)) {
+        const at = e.indexOf('@');
+        const ip = at < 0 ? undefined : tryParseIP(e.slice(at + 1));
+        if (!ip || !sameFile(`${bucket}/${e}`, `${this.dir}/${formatIP(ip)}`)) {
+          removeFile(`${bucket}/${e}`);
+          dropped++;
+        }
+      }
+      removeDirIfEmpty(bucket);
+    }
+    if (!this.indexComplete && readFileIfExists(`${root}/${INDEX_COMPLETE}`) === undefined) return { dropped, added };
+    for (const l of this.leases()) {
+      const hash = this.ownerHash(l);
+      const lease = `${this.dir}/${formatIP(l.ip)}`;
+      if (sameFile(`${this.bucket(hash)}/${hash}@${formatIP(l.ip)}`, lease)) continue;
+      this.indexAdd(l, l.ip, lease);
+      added++;
+    }
+    return { dropped, added };
   }
 
   release(lease: Lease): void {

@@ -94,6 +94,21 @@ export function removeFile(path: string): void {
   }
 }
 
+/**
+ * rmdir when the directory is empty; true when it is gone afterwards. One
+ * syscall whether it is empty or not, so it costs less than listing it first.
+ */
+export function removeDirIfEmpty(path: string): boolean {
+  try {
+    sys.rmdir(path);
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return true;
+    if (e instanceof SysError) return false; // ENOTEMPTY, EEXIST (some filesystems), EBUSY
+    throw e;
+  }
+}
+
 /** The names in a directory, or none when it does not exist. */
 export function listDirIfExists(path: string): string[] {
   try {

@@ -1,11 +1,12 @@
 // Record files: created without a temporary, rewritten in place, and read
 // back whole in every case the plugins rely on.
 import { describe, it, expect, afterEach } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFile, rewriteFile, writeFileAtomic } from './index.ts';
 import { AttachmentStore } from './attachments.ts';
+import { hostStateDir, hostNamespaceId } from './scope.ts';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -65,11 +66,44 @@ describe('lib/state files', () => {
     const store = new AttachmentStore<{ containerId: string; ifname: string; n: number }>(dir, 'bridge', 'net1');
     store.create({ containerId: 'c1', ifname: 'eth0', n: 1 });
     expect(store.read({ containerId: 'c1', ifname: 'eth0' })?.n).toBe(1);
-    writeFileSync(join(dir, 'bridge/net1/c2@eth0.json'), '');
+    writeFileSync(join(store.dir, 'c2@eth0.json'), '');
+    // A temporary of a writer that died before its rename, and one of a live writer (this process).
+    writeFileSync(join(store.dir, '.tmp-999999999-deadbeef'), '{}');
+    writeFileSync(join(store.dir, `.tmp-${process.pid}-cafe`), '{}');
     expect(store.read({ containerId: 'c2', ifname: 'eth0' })).toBeUndefined();
     expect(store.list().map((r) => r.containerId)).toEqual(['c1']);
-    // GC sweeps the empty leftover, and only it.
+    // GC sweeps the empty leftover and the dead writer's temporary, and only them.
     store.sweepEmpty();
-    expect(readdirSync(join(dir, 'bridge/net1'))).toEqual(['c1@eth0.json']);
+    expect(readdirSync(store.dir).sort()).toEqual([`.tmp-${process.pid}-cafe`, 'c1@eth0.json']);
+    // DEL removes an empty record too.
+    writeFileSync(join(store.dir, 'c2@eth0.json'), '');
+    store.remove({ containerId: 'c2', ifname: 'eth0' });
+    expect(existsSync(join(store.dir, 'c2@eth0.json'))).toBe(false);
+  });
+});
+
+describe('lib/state per host network namespace', () => {
+  it('keeps records under <dataDir>/ns-<inode of this process\'s netns>', () => {
+    const dir = scratch();
+    const store = new AttachmentStore<{ containerId: string; ifname: string }>(dir, 'portmap', 'net1');
+    expect(store.dir).toBe(join(dir, `ns-${statSync('/proc/self/ns/net').ino}`, 'portmap', 'net1'));
+    expect(hostStateDir(dir)).toBe(join(dir, `ns-${hostNamespaceId()}`));
+  });
+
+  it('adopts a record of the old layout when read by key, and in list() only those the caller claims', () => {
+    const dir = scratch();
+    mkdirSync(join(dir, 'bridge/net1'), { recursive: true });
+    for (const id of ['old1', 'old2', 'old3']) writeFileSync(join(dir, `bridge/net1/${id}@eth0.json`), JSON.stringify({ containerId: id, ifname: 'eth0', mine: id !== 'old3' }));
+    const store = new AttachmentStore<{ containerId: string; ifname: string; mine: boolean }>(dir, 'bridge', 'net1');
+    expect(store.read({ containerId: 'old1', ifname: 'eth0' })?.mine).toBe(true);
+    expect(existsSync(join(store.dir, 'old1@eth0.json'))).toBe(true);
+    expect(existsSync(join(dir, 'bridge/net1/old1@eth0.json'))).toBe(false);
+    // Without a claim the old layout is not listed (it may be another host's).
+    expect(store.list().map((r) => r.containerId)).toEqual(['old1']);
+    expect(store.list((r) => r.mine).map((r) => r.containerId).sort()).toEqual(['old1', 'old2']);
+    expect(readdirSync(join(dir, 'bridge/net1'))).toEqual(['old3@eth0.json']);
+    store.remove({ containerId: 'old1', ifname: 'eth0' });
+    store.remove({ containerId: 'old2', ifname: 'eth0' });
+    expect(store.list()).toEqual([]);
   });
 });

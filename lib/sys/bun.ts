@@ -33,6 +33,7 @@ const { symbols: c } = dlopen('libc.so.6', {
   rename: { args: [ptr, ptr], returns: i32 },
   link: { args: [ptr, ptr], returns: i32 },
   unlink: { args: [ptr], returns: i32 },
+  rmdir: { args: [ptr], returns: i32 },
   access: { args: [ptr, i32], returns: i32 },
   realpath: { args: [ptr, ptr], returns: ptr },
   // struct statx is the same on every architecture, unlike struct stat.
@@ -194,6 +195,9 @@ export const sys: Sys = {
   },
   unlink(path) {
     check('unlink', c.unlink(cstr(path)), path);
+  },
+  rmdir(path) {
+    check('rmdir', c.rmdir(cstr(path)), path);
   },
   access(path, mode) {
     check('access', c.access(cstr(path), mode), path);

@@ -143,6 +143,7 @@ export const sys: Sys = {
   rename: (from, to) => fsCall('rename', to, () => fs.renameSync(noNul(from), noNul(to))),
   link: (from, to) => fsCall('link', to, () => fs.linkSync(noNul(from), noNul(to))),
   unlink: (path) => fsCall('unlink', path, () => fs.unlinkSync(noNul(path))),
+  rmdir: (path) => fsCall('rmdir', path, () => fs.rmdirSync(noNul(path))),
   access: (path, mode) => fsCall('access', path, () => fs.accessSync(noNul(path), mode)),
   realpath: (path) => fsCall('realpath', path, () => fs.realpathSync(noNul(path))),
   stat: (path) => fsCall('stat', path, () => statOf(fs.statSync(noNul(path)))),

@@ -148,6 +148,8 @@ export interface Sys {
   /** link(2): fails with EEXIST when `to` exists, which makes it an atomic create. */
   link(from: string, to: string): void;
   unlink(path: string): void;
+  /** rmdir(2): only an empty directory (ENOTEMPTY otherwise). */
+  rmdir(path: string): void;
   access(path: string, mode: number): void;
   realpath(path: string): string;
   stat(path: string): FileStat;

@@ -11,7 +11,10 @@ import { openFirewall, addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck, t
 import { resolveOptions, refuseUnsupported, parseExempt, type BridgeOptions } from './config.ts';
 import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import type { AttachmentStore } from '../../lib/state/attachments.ts';
-import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import { ipamAdd, ipamDel, ipamDelFor, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import { parseHolderDetails } from '../../ipam/host-local/store.ts';
+import { goneReason } from '../../lib/state/liveness.ts';
+import { releasePublished } from '../portmap/records.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import {
   hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
@@ -118,7 +121,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     const bridgeNow = nl.linkByIndex(bridge.index) ?? bridge;
     record.bridgeMac = bridgeNow.mac;
 
-    const ipam = await ipamAdd(ctx);
+    const ipam = await ipamAddReclaiming(ctx, o.dataDir, store);
     undo.push(() => ipamDel(ctx));
     const ips = ipam.ips ?? [];
     const addrs: ContainerAddress[] = [];
@@ -211,6 +214,35 @@ function teardown(record: AttachmentRecord | undefined, key: AttachmentKey, fall
   store.remove(key);
 }
 
+function hasLink(name: string): boolean {
+  return Netlink.with((nl) => nl.link(name) !== undefined);
+}
+
+/**
+ * IPAM ADD. A requested address (code 103) held by an attachment of this
+ * host whose netns and host veth are both gone is reclaimed as its DEL would
+ * (lease, links, rules, record), once, and the ADD goes on.
+ */
+async function ipamAddReclaiming(ctx: Context<BridgeConf>, dataDir: string, store: AttachmentStore<AttachmentRecord>): Promise<Result> {
+  try {
+    return await ipamAdd(ctx);
+  } catch (e) {
+    if (!(e instanceof CniError) || e.code !== ErrorCode.AddressInUse) throw e;
+    const holder = parseHolderDetails(e.details);
+    if (!holder || (holder.containerId === ctx.inv.containerId && holder.ifname === ctx.inv.ifname)) throw e;
+    const r = store.read(holder);
+    const gone = r ? goneReason(r, hasLink) : undefined;
+    if (!r || !gone) throw e;
+    await ipamDelFor(ctx, holder);
+    const key = { network: r.network, containerId: r.containerId, ifname: r.ifname };
+    // Its published ports would forward to the address's next holder (when portmap keeps its records in the same dataDir).
+    releasePublished(dataDir, key, gone, ctx.log);
+    teardown(r, key, { ips: [], masq: false }, undefined, store);
+    ctx.log.warn({ containerId: r.containerId, ifname: r.ifname, ips: r.ips }, `reclaimed the address of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);
+    return await ipamAdd(ctx);
+  }
+}
+
 function prevResultIPs(ctx: Context<BridgeConf>): RecordIP[] {
   const ifaces = ctx.prevResult?.interfaces ?? [];
   const out: RecordIP[] = [];
@@ -291,7 +323,8 @@ async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> 
   const store = recordStore(o.dataDir, ctx.conf.name);
   const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
   store.sweepEmpty();
-  for (const r of store.list()) {
+  // A record of the layout before per-host state is this host's when its host veth is here.
+  for (const r of store.list((legacy) => hasLink(legacy.hostVeth))) {
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     ctx.log.info({ containerId: r.containerId, ifname: r.ifname }, 'gc: removing a stale attachment');
     // Not the recorded netns: its path may name another container by now.

@@ -17,14 +17,14 @@ function ipamConf(ctx: Context<BridgeConf>): NetConf {
   return { ...rest, type: ctx.conf.ipam.type } as NetConf;
 }
 
-function run(ctx: Context<BridgeConf>, command: Command): Promise<unknown> {
+function run(ctx: Context<BridgeConf>, command: Command, owner?: { containerId: string; ifname: string }): Promise<unknown> {
   let args = '';
   for (const [k, v] of ctx.inv.args) args += `${args ? ';' : ''}${k}=${v}`;
   return delegate(ipamConf(ctx), {
     command,
-    containerId: ctx.inv.containerId,
-    netns: ctx.inv.netns,
-    ifname: ctx.inv.ifname,
+    containerId: owner?.containerId ?? ctx.inv.containerId,
+    netns: owner ? '' : ctx.inv.netns,
+    ifname: owner?.ifname ?? ctx.inv.ifname,
     args,
     path: ctx.inv.path,
   }, { inProcess: ownPluginsUnlessShadowed(ctx.inv.path, ownIpam) });
@@ -42,6 +42,11 @@ export async function ipamAdd(ctx: Context<BridgeConf>): Promise<Result> {
 
 export async function ipamDel(ctx: Context<BridgeConf>): Promise<void> {
   await run(ctx, 'DEL');
+}
+
+/** DEL for another attachment of the network (one being reclaimed); without its netns, which is gone. */
+export async function ipamDelFor(ctx: Context<BridgeConf>, owner: { containerId: string; ifname: string }): Promise<void> {
+  await run(ctx, 'DEL', owner);
 }
 
 export async function ipamCheck(ctx: Context<BridgeConf>): Promise<void> {

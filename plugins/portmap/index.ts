@@ -5,53 +5,35 @@
 import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
-import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
-import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
-import { PublishedPorts } from './published.ts';
+import { openFirewall, checkConditions, findTool, type AttachmentKey, type Backend } from '../../lib/firewall/index.ts';
+import { type AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
+import type { PublishedPorts } from './published.ts';
+import { portmapStore, portIndex, portmapLock, requestOf, type PortmapRecord } from './records.ts';
 import { withFileLock } from '../../lib/state/index.ts';
+import { goneReason } from '../../lib/state/liveness.ts';
+import { dirname, listDirIfExists } from '../../lib/fs/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
 import { sys } from '../../lib/sys/index.ts';
-import { parsePrefix, formatPrefix, type Prefix } from '../../lib/ip/index.ts';
+import { formatPrefix, type Prefix } from '../../lib/ip/index.ts';
 import {
-  normalize, checkConflicts, choosePorts, containerAddresses, hostIPAddr, type Published, type HoldersOf, type Holder,
+  normalize, checkConflicts, choosePorts, containerAddresses, type Published, type HoldersOf, type Holder,
 } from './mappings.ts';
 
 const PLUGIN = 'portmap';
 
-export interface PortmapRecord {
-  network: string;
-  containerId: string;
-  ifname: string;
-  backend: Backend;
-  /** Container addresses with prefix length, one per family. */
-  containers: string[];
-  ports: Published[];
-  snat: boolean;
-  masqAll: boolean;
-  /** conditionsV4/V6: extra iptables match arguments of the DNAT rules. */
-  conditions?: { 4?: string[]; 6?: string[] };
-}
+export type { PortmapRecord };
 
 function dataDir(conf: PortmapConf): string {
   return conf.dataDir ?? DEFAULT_DATA_DIR;
 }
 
 function store(conf: PortmapConf, network = conf.name): AttachmentStore<PortmapRecord> {
-  return new AttachmentStore<PortmapRecord>(dataDir(conf), PLUGIN, network);
+  return portmapStore(dataDir(conf), network);
 }
 
 function keyOf(ctx: Context<PortmapConf>): AttachmentKey {
   return { network: ctx.conf.name, containerId: ctx.inv.containerId, ifname: ctx.inv.ifname };
-}
-
-function requestOf(r: Pick<PortmapRecord, 'containers' | 'ports' | 'snat' | 'masqAll' | 'conditions'>): PortMappingRequest {
-  // Loops rather than array builtins on the ADD and DEL paths: each builtin's first use costs tens of µs under Bun.
-  const containers: Prefix[] = [];
-  for (const c of r.containers) containers.push(parsePrefix(c));
-  const mappings: PortMappingRequest['mappings'] = [];
-  for (const p of r.ports) mappings.push({ hostIP: hostIPAddr(p), hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol });
-  return { ...(r.conditions ? { conditions: r.conditions } : {}), containers, mappings, snat: r.snat, masqAll: r.masqAll };
 }
 
 function formatPrefixes(ps: readonly Prefix[]): string[] {
@@ -61,7 +43,11 @@ function formatPrefixes(ps: readonly Prefix[]): string[] {
 }
 
 function publishedPorts(conf: PortmapConf): PublishedPorts {
-  return new PublishedPorts(`${dataDir(conf)}/${PLUGIN}-ports`);
+  return portIndex(dataDir(conf));
+}
+
+function lockPath(conf: PortmapConf): string {
+  return portmapLock(dataDir(conf));
 }
 
 function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
@@ -70,21 +56,48 @@ function sameKey(a: AttachmentKey, b: AttachmentKey): boolean {
 
 /**
  * Who else publishes a port, from the port index; an entry whose record is
- * gone (a crash between the two writes) is dropped on the way.
+ * gone (a crash between the two writes) is dropped on the way, and a holder
+ * that is provably gone (netns and host veth, see lib/state/liveness.ts) is
+ * reclaimed as its DEL would: its rules, index entries and record.
  */
-function holdersOf(conf: PortmapConf, index: PublishedPorts, key: AttachmentKey): HoldersOf {
+function holdersOf(ctx: Context<PortmapConf>, index: PublishedPorts, key: AttachmentKey): HoldersOf {
   return (protocol, port) => {
     const out: Holder[] = [];
     for (const h of index.holders(protocol, port)) {
       if (sameKey(h, key)) continue;
-      if (!store(conf, h.network).read(h)) {
+      const records = store(ctx.conf, h.network);
+      const r = records.read(h);
+      if (!r) {
         index.drop(protocol, port, h);
+        continue;
+      }
+      const gone = goneReason(r, hasLink);
+      if (gone) {
+        openFirewall(r.backend).delPortMappings(r, requestOf(r));
+        index.remove(r, r.ports);
+        records.remove(r);
+        ctx.log.warn({ network: r.network, containerId: r.containerId, ifname: r.ifname, ports: r.ports }, `reclaimed ${port}/${protocol} and every other port of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);
         continue;
       }
       out.push({ network: h.network, containerId: h.containerId, port: { hostIP: h.hostIP, hostPort: port, containerPort: h.containerPort, protocol } });
     }
     return out;
   };
+}
+
+function hasLink(name: string): boolean {
+  return Netlink.with((nl) => nl.link(name) !== undefined);
+}
+
+/** The host end of the container's veth among the prevResult's host-side interfaces, if there is one. */
+function hostVethOf(prev: Result): string | undefined {
+  const names: string[] = [];
+  for (const i of prev.interfaces ?? []) if (!i.sandbox && i.name) names.push(i.name);
+  if (names.length === 0) return undefined;
+  return Netlink.with((nl) => {
+    for (const n of names) if (nl.link(n)?.kind === 'veth') return n;
+    return undefined;
+  });
 }
 
 /**
@@ -161,9 +174,10 @@ function add(ctx: Context<PortmapConf>): Result {
   const key = keyOf(ctx);
   const fw = openFirewall(backend);
   const records = store(ctx.conf);
-  const record = withFileLock(`${dataDir(ctx.conf)}/${PLUGIN}.lock`, () => {
+  const hostVeth = hostVethOf(prev);
+  const record = withFileLock(lockPath(ctx.conf), () => {
     const index = publishedPorts(ctx.conf);
-    const others = holdersOf(ctx.conf, index, key);
+    const others = holdersOf(ctx, index, key);
     checkConflicts(wanted, others);
     let needRandom = false;
     for (const w of wanted) if (w.hostPort === 0) needRandom = true;
@@ -184,6 +198,8 @@ function add(ctx: Context<PortmapConf>): Result {
       snat: ctx.conf.snat ?? true,
       masqAll: ctx.conf.masqAll ?? false,
       ...(conditions ? { conditions } : {}),
+      ...(ctx.inv.netns ? { netns: ctx.inv.netns } : {}),
+      ...(hostVeth ? { hostVeth } : {}),
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
     records.create(r);
@@ -207,7 +223,7 @@ function add(ctx: Context<PortmapConf>): Result {
 
 /** Drops an attachment's ports from the index, then its record (the source of truth goes last). */
 function forget(conf: PortmapConf, r: PortmapRecord): void {
-  withFileLock(`${dataDir(conf)}/${PLUGIN}.lock`, () => {
+  withFileLock(lockPath(conf), () => {
     publishedPorts(conf).remove(r, r.ports);
     store(conf, r.network).remove(r);
   });
@@ -222,6 +238,8 @@ function del(ctx: Context<PortmapConf>): void {
     forget(ctx.conf, record);
     return;
   }
+  // An empty record is what an ADD killed before its first write leaves (nothing else was done yet).
+  records.remove(key);
   // No record (never published, or the data dir was lost): what the config and prevResult still tell.
   let wanted: Published[];
   let found: { conditions?: PortmapRecord['conditions']; backend?: Backend };
@@ -262,12 +280,29 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
   const records = store(ctx.conf);
   const backends = new Set<Backend>();
   records.sweepEmpty();
-  for (const r of records.list()) {
+  // A record of the layout before per-host state is this host's when its rules are in this host's firewall.
+  const ours = (r: PortmapRecord): boolean => {
+    try {
+      openFirewall(r.backend).checkPortMappings(r, requestOf(r));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const r of records.list(ours)) {
     backends.add(r.backend);
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     openFirewall(r.backend).delPortMappings({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
     forget(ctx.conf, r);
   }
+  // The index of every network of this host, from the records that remain.
+  withFileLock(lockPath(ctx.conf), () => {
+    const all: PortmapRecord[] = [];
+    const base = dirname(records.dir);
+    for (const network of listDirIfExists(base)) all.push(...store(ctx.conf, network).list());
+    const { dropped, added } = publishedPorts(ctx.conf).sweep(all);
+    if (dropped + added > 0) ctx.log.info({ dropped, added }, 'gc: port index entries without a record dropped, records missing from the index added');
+  });
   // Rules whose record was lost.
   if (ctx.conf.backend) backends.add(ctx.conf.backend);
   const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));

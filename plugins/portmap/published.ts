@@ -1,10 +1,12 @@
 // The host ports cnikit publishes, indexed by protocol and port: one file
-// per port under <dataDir>/portmap-ports/<protocol>/<port> listing who holds
-// it. Checking a port or choosing a free one reads only the ports in
+// per port under <dataDir>/ns-<id>/portmap-ports/<protocol>/<port> listing
+// who holds it (per host network namespace, like the ports themselves; the
+// host-wide index of earlier versions, <dataDir>/portmap-ports, is no
+// longer read: GC rebuilds this one from the records it adopts). Checking a port or choosing a free one reads only the ports in
 // question, so an ADD costs the same with 10 or 1,000 containers. Kept under
 // the portmap lock; the per-attachment records stay the source of truth.
 import { createFile, rewriteFile } from '../../lib/state/index.ts';
-import { readFileIfExists, removeFile } from '../../lib/fs/index.ts';
+import { readFileIfExists, removeFile, listDirIfExists, removeDirIfEmpty } from '../../lib/fs/index.ts';
 import type { AttachmentKey, Protocol } from '../../lib/firewall/index.ts';
 import type { Published } from './mappings.ts';
 
@@ -64,5 +66,48 @@ export class PublishedPorts {
 
   remove(key: AttachmentKey, ports: readonly Published[]): void {
     for (const p of ports) this.drop(p.protocol, p.hostPort, key);
+  }
+
+  /**
+   * GC, under the portmap lock: makes the index say exactly what the records
+   * say. Entries whose record is gone or no longer lists the port go, ports
+   * a record lists but the index lacks come back, and files a killed writer
+   * left (empty, or temporaries) are removed.
+   */
+  sweep(records: readonly (AttachmentKey & { ports: readonly Published[] })[]): { dropped: number; added: number } {
+    const want = new Map<string, PortHolder[]>();
+    for (const r of records) {
+      for (const p of r.ports) {
+        const f = `${p.protocol}/${p.hostPort}`;
+        let hs = want.get(f);
+        if (!hs) want.set(f, (hs = []));
+        hs.push({ network: r.network, containerId: r.containerId, ifname: r.ifname, hostIP: p.hostIP, containerPort: p.containerPort });
+      }
+    }
+    let dropped = 0;
+    let added = 0;
+    for (const protocol of listDirIfExists(this.dir)) {
+      for (const n of listDirIfExists(`${this.dir}/${protocol}`)) {
+        const f = `${protocol}/${n}`;
+        if (!/^[0-9]+$/.test(n)) {
+          removeFile(`${this.dir}/${f}`);
+          continue;
+        }
+        const have = this.holders(protocol as Protocol, Number(n));
+        const keep = want.get(f) ?? [];
+        for (const h of have) if (!keep.some((k) => sameKey(k, h) && k.hostIP === h.hostIP)) dropped++;
+        if (!want.has(f)) removeFile(`${this.dir}/${f}`);
+      }
+      removeDirIfEmpty(`${this.dir}/${protocol}`);
+    }
+    for (const [f, hs] of want) {
+      const [protocol, port] = f.split('/') as [Protocol, string];
+      const have = this.holders(protocol, Number(port));
+      let missing = 0;
+      for (const h of hs) if (!have.some((k) => sameKey(k, h) && k.hostIP === h.hostIP)) missing++;
+      added += missing;
+      if (missing > 0 || have.length !== hs.length) this.write(protocol, Number(port), hs, readFileIfExists(this.file(protocol, Number(port))) !== undefined);
+    }
+    return { dropped, added };
   }
 }
