@@ -76,7 +76,7 @@ function setup(bandwidthBin = bin('bandwidth'), cniVersion = '1.1.0') {
     return existsSync(dir) ? readdirSync(dir) : [];
   };
   const removeBridge = (c: { id: string; netns: string }) => expect(run(bin('bridge'), 'DEL', c.id, c.netns, bridgeConf).status).toBe(0);
-  return { name, container, bw, records, removeBridge, run, bwConf };
+  return { name, container, bw, records, removeBridge, run, bwConf, bridgeConf };
 }
 
 const MBIT10 = { ingressRate: 10_000_000, ingressBurst: 80_000, egressRate: 10_000_000, egressBurst: 80_000 };
@@ -187,6 +187,28 @@ describe('bandwidth plugin', () => {
     expect(net.bw('DEL', c, MBIT10, c.prev).status).toBe(0);
     expect(lab.exec('ip', ['link', 'show', refIfbName(net.name, c.id)]).status).toBe(0);
     lab.ip(['link', 'del', refIfbName(net.name, c.id)]);
+    net.removeBridge(c);
+  });
+
+  it('a second interface of the container on the network cannot take the first one\'s ifb, and its DEL leaves it', () => {
+    const net = setup();
+    const c = net.container();
+    expect(net.bw('ADD', c, MBIT10, c.prev).status).toBe(0);
+    const ifb = refIfbName(net.name, c.id);
+    // eth1 of the same container on the same network: the reference's ifb name has no ifname in it.
+    const b1 = lab.plugin(bin('bridge'), { command: 'ADD', containerId: c.id, netns: c.netns, ifname: 'eth1', path: BIN, config: net.bridgeConf });
+    const prev1 = JSON.parse(b1.stdout) as Res;
+    const host1 = prev1.interfaces!.find((i) => !i.sandbox && i.name.startsWith('veth'))!.name;
+    const eth1 = (command: string, prev?: object) => lab.plugin(bin('bandwidth'), { command, containerId: c.id, netns: c.netns, ifname: 'eth1', path: BIN, config: net.bwConf(MBIT10, prev) });
+    expect(JSON.parse(eth1('ADD', prev1).stdout)).toMatchObject({ code: 999, msg: expect.stringContaining(ifb) });
+    expect(shaping(host1)).toEqual([]);
+    // The runtime's DEL after the failed ADD.
+    expect(eth1('DEL', prev1).status).toBe(0);
+    expect(ifbs()).toContain(ifb);
+    expect(net.bw('CHECK', c, MBIT10, c.prev).status).toBe(0);
+    expect(net.bw('DEL', c, MBIT10).status).toBe(0);
+    expect(ifbs()).not.toContain(ifb);
+    lab.plugin(bin('bridge'), { command: 'DEL', containerId: c.id, netns: c.netns, ifname: 'eth1', path: BIN, config: net.bridgeConf });
     net.removeBridge(c);
   });
 

@@ -13,7 +13,7 @@ import {
   Netlink, TC_H_ROOT, TC_H_INGRESS, INGRESS_HANDLE, tcHandle, tbfParams, tbfAsReported, parsePsched,
   type Link, type PschedClock, type TbfParams,
 } from '../../lib/netlink/index.ts';
-import { readFileIfExists } from '../../lib/fs/index.ts';
+import { readFileIfExists, listDirIfExists } from '../../lib/fs/index.ts';
 import { sys } from '../../lib/sys/index.ts';
 
 const PLUGIN = 'bandwidth';
@@ -205,12 +205,27 @@ function add(ctx: Context<BandwidthConf>): Result {
   return ifb ? { ...prev, interfaces: [...(prev.interfaces ?? []), ifb] } : prev;
 }
 
+/**
+ * Another interface of the same container on the same network whose record
+ * holds the ifb of that name (the name does not include the ifname).
+ */
+function ifbHeldByOther(ctx: Context<BandwidthConf>, name: string): boolean {
+  const records = store(ctx.conf);
+  const prefix = `${ctx.inv.containerId}@`;
+  for (const n of listDirIfExists(records.dir)) {
+    if (!n.startsWith(prefix) || !n.endsWith('.json')) continue;
+    const r = records.read({ containerId: ctx.inv.containerId, ifname: n.slice(prefix.length, -5) });
+    if (r && r.ifname !== ctx.inv.ifname && r.egress?.ifb === name) return true;
+  }
+  return false;
+}
+
 /** Without a record (the data dir was lost, or the reference made it): what the names still tell. */
 function delWithoutRecord(ctx: Context<BandwidthConf>): void {
   const name = ifbName(ctx.conf.name, ctx.inv.containerId);
   Netlink.with((nl) => {
     const ifb = nl.link(name);
-    const ifbIndex = ifb?.kind === 'ifb' ? ifb.index : undefined;
+    const ifbIndex = ifb?.kind === 'ifb' && !ifbHeldByOther(ctx, name) ? ifb.index : undefined;
     for (const i of ctx.prevResult?.interfaces ?? []) {
       if (i.sandbox) continue;
       const host = nl.link(i.name);
