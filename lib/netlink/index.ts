@@ -200,8 +200,9 @@ function decodeLink(body: Uint8Array): Link {
   const master = readU32(a.get(IFLA_MASTER));
   if (master) link.masterIndex = master;
   const peer = readU32(a.get(IFLA_LINK));
-  if (peer !== undefined && peer !== index) link.linkIndex = peer;
   const nsid = readI32(a.get(IFLA_LINK_NETNSID));
+  // A peer in another namespace may have the same index as this link there.
+  if (peer !== undefined && (peer !== index || nsid !== undefined)) link.linkIndex = peer;
   if (nsid !== undefined) link.linkNetnsId = nsid;
   return link;
 }

@@ -156,4 +156,16 @@ describe('tc through lib/netlink (lab namespace)', () => {
     expect(lab.exec('ip', ['link', 'show', 'tcifb0']).status).not.toBe(0);
     lab.ip(['link', 'del', 'tcv0']);
   });
+
+  it('reads a veth\'s peer index when the peer has the same index in its own namespace', () => {
+    // Two fresh namespaces: lo is 1 in each, so both ends of the pair are 2.
+    const a = lab.addNetns('pa');
+    const b = lab.addNetns('pb');
+    lab.exec('ip', ['link', 'add', 'pv0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', b], { netns: `/run/netns/${a}` });
+    const inB = Netlink.inNetns(`/run/netns/${b}`, (nl) => nl.link('eth0')!);
+    const inA = Netlink.inNetns(`/run/netns/${a}`, (nl) => nl.link('pv0')!);
+    expect(inB.index).toBe(inA.index);
+    expect(inB.linkIndex).toBe(inA.index);
+    expect(inB.linkNetnsId).toBeDefined();
+  });
 });
