@@ -140,6 +140,22 @@ describe('bandwidth plugin', () => {
     net.removeBridge(c);
   });
 
+  it('an ADD repeated (a runtime\'s retry, or after a crash) replaces the shaping its record describes', () => {
+    const net = setup();
+    const c = net.container();
+    expect(net.bw('ADD', c, MBIT10, c.prev).status).toBe(0);
+    const again = net.bw('ADD', c, { ...MBIT10, egressRate: 20_000_000 }, c.prev);
+    expect(again.stdout).not.toContain('"code"');
+    const ifb = refIfbName(net.name, c.id);
+    expect(ifbs().filter((n) => n === ifb)).toHaveLength(1);
+    expect(shaping(ifb)).toEqual([expect.objectContaining({ kind: 'tbf', options: expect.objectContaining({ rate: 2_500_000 }) })]);
+    expect(net.bw('CHECK', c, { ...MBIT10, egressRate: 20_000_000 }, JSON.parse(again.stdout) as object).status).toBe(0);
+    expect(net.bw('DEL', c, MBIT10).status).toBe(0);
+    expect(shaping(c.hostEnd)).toEqual([]);
+    expect(ifbs()).not.toContain(ifb);
+    net.removeBridge(c);
+  });
+
   it('takes runtimeConfig.bandwidth (capability bandwidth) in place of the configured limits', () => {
     const net = setup();
     const c = net.container();
@@ -151,6 +167,11 @@ describe('bandwidth plugin', () => {
     expect(net.bw('CHECK', c, extra, c.prev).status).toBe(0);
     expect(net.bw('DEL', c, extra).status).toBe(0);
     expect(shaping(c.hostEnd)).toEqual([]);
+    // An empty runtimeConfig.bandwidth asks for nothing: the configured limits hold.
+    const empty = { ingressRate: 1_000_000, ingressBurst: 80_000, capabilities: { bandwidth: true }, runtimeConfig: { bandwidth: {} } };
+    expect(net.bw('ADD', c, empty, c.prev).status).toBe(0);
+    expect(shaping(c.hostEnd)).toEqual([expect.objectContaining({ kind: 'tbf', options: expect.objectContaining({ rate: 125_000, burst: 10_000 }) })]);
+    expect(net.bw('DEL', c, empty).status).toBe(0);
     net.removeBridge(c);
   });
 

@@ -72,10 +72,13 @@ function shapeOf(rate: number | undefined, burst: number | undefined, field: str
 
 /**
  * The limits asked for: runtimeConfig.bandwidth (what a runtime passes from
- * the pod's annotations) in place of the configuration's own keys.
+ * the pod's annotations) in place of the configuration's own keys. (The
+ * reference prefers the configuration's keys when both are given.)
  */
 export function limitsOf(conf: BandwidthConf): Limits {
-  const rt = conf.runtimeConfig?.bandwidth;
+  const given = conf.runtimeConfig?.bandwidth;
+  // An empty (or all-zero) entry asks for nothing: the configured limits stay.
+  const rt = given && (given.ingressRate || given.ingressBurst || given.egressRate || given.egressBurst) ? given : undefined;
   const src = rt ?? conf;
   const prefix = rt ? 'runtimeConfig.bandwidth.' : '';
   const ingress = shapeOf(src.ingressRate, src.ingressBurst, `${prefix}ingress`);
