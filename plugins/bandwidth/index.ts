@@ -134,28 +134,23 @@ function takeBack(nl: Netlink, made: Made): void {
   if (made.ifb !== undefined) nl.deleteLink(made.ifb);
 }
 
-function shape(nl: Netlink, host: Link, r: BandwidthRecord, c: PschedClock): Interface | undefined {
-  const made: Made = {};
-  try {
-    if (r.ingress) {
-      nl.addTbf(host.index, tbfParams(r.ingress.rate, r.ingress.burst, c));
-      made.rootTbf = host.index;
-    }
-    if (!r.egress) return undefined;
-    // Up, with the host end's MTU and no transmit queue, as the reference makes it.
-    nl.createIfb(r.egress.ifb, { mtu: host.mtu, txqlen: 0 });
-    const ifb = nl.link(r.egress.ifb);
-    if (!ifb) throw new CniError(ErrorCode.Internal, `ifb ${r.egress.ifb} vanished after it was created`);
-    made.ifb = ifb.index;
-    nl.addIngressQdisc(host.index);
-    made.ingressQdisc = host.index;
-    nl.addRedirectFilter(host.index, INGRESS_HANDLE, ifb.index);
-    nl.addTbf(ifb.index, tbfParams(r.egress.rate, r.egress.burst, c));
-    return { name: ifb.name, mac: ifb.mac };
-  } catch (e) {
-    takeBack(nl, made);
-    throw e;
+/** Shapes as the record says; `made` tells what exists when a step fails. */
+function shape(nl: Netlink, host: Link, r: BandwidthRecord, c: PschedClock, made: Made): Interface | undefined {
+  if (r.ingress) {
+    nl.addTbf(host.index, tbfParams(r.ingress.rate, r.ingress.burst, c));
+    made.rootTbf = host.index;
   }
+  if (!r.egress) return undefined;
+  // Up, with the host end's MTU and no transmit queue, as the reference makes it.
+  nl.createIfb(r.egress.ifb, { mtu: host.mtu, txqlen: 0 });
+  const ifb = nl.link(r.egress.ifb);
+  if (!ifb) throw new CniError(ErrorCode.Internal, `ifb ${r.egress.ifb} vanished after it was created`);
+  made.ifb = ifb.index;
+  nl.addIngressQdisc(host.index);
+  made.ingressQdisc = host.index;
+  nl.addRedirectFilter(host.index, INGRESS_HANDLE, ifb.index);
+  nl.addTbf(ifb.index, tbfParams(r.egress.rate, r.egress.burst, c));
+  return { name: ifb.name, mac: ifb.mac };
 }
 
 /**
@@ -198,10 +193,18 @@ function add(ctx: Context<BandwidthConf>): Result {
   // Record first: a crash after the first qdisc leaves something DEL and GC can find.
   records.create(record);
   let ifb: Interface | undefined;
+  const made: Made = {};
   try {
-    ifb = Netlink.with((nl) => shape(nl, host, record, c));
+    ifb = Netlink.with((nl) => shape(nl, host, record, c, made));
   } catch (e) {
-    records.remove(key);
+    let undone = true;
+    try {
+      Netlink.with((nl) => takeBack(nl, made));
+    } catch {
+      // The record stays, so that DEL or GC removes what is left.
+      undone = false;
+    }
+    if (undone) records.remove(key);
     throw e;
   }
   // The reference lists the ifb as one more (host) interface.
