@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Contender } from './harness.ts';
 import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
 import { criSuite } from './cri.ts';
+import { bandwidthSuite } from './bandwidth.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -426,6 +427,7 @@ function netavarkParallel(lab: BenchLab, nv: Netavark, cmd: 'ADD' | 'DEL'): Cont
 }
 
 const suites: Record<string, Suite> = {
+  bandwidth: (lab) => bandwidthSuite(lab, { ours: OURS, ref: REF, rounds: ROUNDS, benchDir }),
   parallel: (lab) => {
     const specs = CHAINS.map((c) => ({ ...c, dir: c.tag === 'ref' ? REF : OURS }));
     const rounds = Math.max(3, Math.floor(ROUNDS / 5));

@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../lib/state/index.ts';
 import { readFileIfExists, listDirIfExists } from '../lib/fs/index.ts';
 import type { PortMapping, Result } from '../lib/spec/index.ts';
 import { paths } from './paths.ts';
+import type { BandwidthArgs } from './bandwidth.ts';
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
@@ -39,6 +40,8 @@ export interface RunOptions {
   addHosts: string[];
   hostname?: string;
   command: string[];
+  /** runtimeConfig.bandwidth (--bandwidth-in/--bandwidth-out); the network's list must have a plugin with the bandwidth capability. */
+  bandwidth?: BandwidthArgs;
 }
 
 function containersDir(): string {
@@ -97,6 +100,9 @@ export async function runContainer(name: string, network: LoadedList | 'none', o
   if (!NAME.test(name)) throw new Error(`invalid container name "${name}"`);
   const netns = `/run/netns/${name}`;
   if (getContainer(name) || existsSync(netns)) throw new Error(`container ${name} already exists`);
+  if (o.bandwidth && (network === 'none' || !network.conf.plugins.some((p) => p.capabilities?.bandwidth === true))) {
+    throw new Error(`--bandwidth-in/--bandwidth-out: network ${network === 'none' ? 'none' : network.conf.name} has no plugin with the bandwidth capability (a kubenet-style list: bridge, host-local, portmap, bandwidth)`);
+  }
   const containerId = `cnikit-${name}`;
   const d = driver();
   const undo: (() => unknown)[] = [];
@@ -111,6 +117,7 @@ export async function runContainer(name: string, network: LoadedList | 'none', o
       const caps: Record<string, unknown> = {};
       if (o.publish.length > 0) caps.portMappings = o.publish;
       if (o.ip) caps.ips = [o.ip];
+      if (o.bandwidth) caps.bandwidth = o.bandwidth;
       const rt: RuntimeConf = { containerId, netns, ifname: 'eth0', capabilityArgs: caps };
       result = await d.add(network, rt);
       undo.push(() => d.del(network, rt));

@@ -4,6 +4,7 @@ import { createNetwork, listNetworks, inspectNetwork, removeNetwork, pruneNetwor
 import { runContainer, execIn, listContainers, getContainer, removeContainer, connectContainer, disconnectContainer, networksOf } from './containers.ts';
 import { withProgress } from './progress.ts';
 import { parsePublish, describePublished } from './publish.ts';
+import { bandwidthArgs } from './bandwidth.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 
@@ -102,12 +103,14 @@ export function registerLab(program: Command): void {
     .option('--dns-search <domain>', 'search domain for resolv.conf', collect, [])
     .option('--add-host <name:ip>', 'extra hosts entry', collect, [])
     .option('--hostname <name>', 'host name in the hosts file')
-    .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string }) => {
+    .option('--bandwidth-in <rate>', 'shape traffic to the container, bits/s (10mbit, 10M, 500k); the network needs the bandwidth plugin')
+    .option('--bandwidth-out <rate>', 'shape traffic from the container, bits/s; the network needs the bandwidth plugin')
+    .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string; bandwidthIn?: string; bandwidthOut?: string }) => {
       const list = o.network === 'none' ? 'none' : o.network === 'bridge' ? ensureDefaultBridge() : findList(o.network);
       if (!list) throw new Error(`no network named ${o.network}`);
       const c = await withProgress(`starting ${name}`, () => runContainer(name, list, {
         network: o.network, ip: o.ip, publish: o.publish.map(parsePublish), dns: o.dns, dnsSearch: o.dnsSearch,
-        addHosts: o.addHost, hostname: o.hostname, command,
+        addHosts: o.addHost, hostname: o.hostname, command, bandwidth: bandwidthArgs(o.bandwidthIn, o.bandwidthOut),
       }));
       process.stdout.write(`${c.name} ${c.addresses.join(' ')}${c.ports.length ? ` ${c.ports.map(describePublished).join(', ')}` : ''}\n`);
     });

@@ -9,9 +9,16 @@ import {
   attr, nested, u8, u32, str, struct, concat, parseAttrs, readU8, readU32, readI32, readStr,
   formatMac, parseMac,
 } from './codec.ts';
-import { NetlinkSocket, NetlinkError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from './socket.ts';
+import { NetlinkSocket, NetlinkError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_ECHO } from './socket.ts';
+
+import {
+  RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC, RTM_NEWTFILTER, RTM_GETTFILTER, TC_H_ROOT, INGRESS_HANDLE,
+  tbfQdiscMessage, ingressQdiscMessage, qdiscRef, redirectFilterMessage, filterDumpMessage, decodeQdisc, decodeFilter,
+  type TbfParams, type Qdisc, type Filter,
+} from './tc.ts';
 
 export { NetlinkError } from './socket.ts';
+export { TC_H_ROOT, TC_H_INGRESS, INGRESS_HANDLE, tcHandle, tbfParams, tbfAsReported, parsePsched, type TbfParams, type Qdisc, type Filter, type PschedClock } from './tc.ts';
 export { readSysctl, writeSysctl } from './sysctl.ts';
 
 const RTM_NEWLINK = 16;
@@ -33,6 +40,7 @@ const AF_INET6 = 10;
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
+const IFLA_TXQLEN = 13;
 const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
 const IFLA_PROTINFO = 12;
@@ -195,8 +203,9 @@ function decodeLink(body: Uint8Array): Link {
   const master = readU32(a.get(IFLA_MASTER));
   if (master) link.masterIndex = master;
   const peer = readU32(a.get(IFLA_LINK));
-  if (peer !== undefined && peer !== index) link.linkIndex = peer;
   const nsid = readI32(a.get(IFLA_LINK_NETNSID));
+  // A peer in another namespace may have the same index as this link there.
+  if (peer !== undefined && (peer !== index || nsid !== undefined)) link.linkIndex = peer;
   if (nsid !== undefined) link.linkNetnsId = nsid;
   const alias = readStr(a.get(IFLA_IFALIAS));
   if (alias) link.alias = alias;
@@ -345,6 +354,20 @@ export class Netlink {
       ...linkOptionAttrs({ mtu: spec.mtu, mac: spec.mac }),
       ...(spec.masterIndex !== undefined ? [u32(IFLA_MASTER, spec.masterIndex)] : []),
       nested(IFLA_LINKINFO, [str(IFLA_INFO_KIND, 'veth'), nested(IFLA_INFO_DATA, [nested(VETH_INFO_PEER, [peer])])]),
+    ]);
+  }
+
+  /**
+   * An ifb device (what an ingress redirect delivers to, so that an egress
+   * qdisc can shape it), up as it is created.
+   */
+  createIfb(name: string, opts: { mtu?: number; txqlen?: number } = {}): void {
+    this.newLink(`create ifb ${name}`, [
+      ifinfomsg(0, IFF_UP, IFF_UP),
+      str(IFLA_IFNAME, name),
+      ...linkOptionAttrs({ mtu: opts.mtu }),
+      ...(opts.txqlen !== undefined ? [u32(IFLA_TXQLEN, opts.txqlen)] : []),
+      nested(IFLA_LINKINFO, [str(IFLA_INFO_KIND, 'ifb')]),
     ]);
   }
 
@@ -564,5 +587,55 @@ export class Netlink {
 
   deleteRoute(spec: RouteSpec): void {
     this.sock.request(`delete route ${this.routeText(spec)}`, RTM_DELROUTE, 0, concat(this.routeMessage(spec, this.routeFamily(spec))));
+  }
+
+  // ---- traffic control (see tc.ts)
+
+  /** A tbf qdisc, by default the root one with handle 1:; fails with EEXIST when the device has one there. */
+  addTbf(ifindex: number, p: TbfParams, opts: { handle?: number; parent?: number } = {}): void {
+    this.sock.request(`add tbf qdisc to link #${ifindex}`, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, tbfQdiscMessage(ifindex, p, opts.handle, opts.parent));
+  }
+
+  /** The ingress qdisc (ffff:), which filters of what the device receives hang from. */
+  addIngressQdisc(ifindex: number): void {
+    this.sock.request(`add ingress qdisc to link #${ifindex}`, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, ingressQdiscMessage(ifindex));
+  }
+
+  /**
+   * The qdisc attached at `parent` (TC_H_ROOT or TC_H_INGRESS), or undefined
+   * when there is none but the kernel's default (which it does not report).
+   */
+  qdisc(ifindex: number, parent: number = TC_H_ROOT): Qdisc | undefined {
+    try {
+      return decodeQdisc(this.sock.get(`get qdisc of link #${ifindex}`, RTM_GETQDISC, qdiscRef(ifindex, parent), NLM_F_ECHO).body);
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.errno === 2 /* ENOENT */ || e.errno === 61 /* ENODATA */ || e.errno === 22 /* EINVAL */)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Deletes the qdisc at `parent`; false when there was none (or the device is gone). */
+  deleteQdisc(ifindex: number, parent: number = TC_H_ROOT, handle = 0): boolean {
+    try {
+      this.sock.request(`delete qdisc of link #${ifindex}`, RTM_DELQDISC, 0, qdiscRef(ifindex, parent, handle));
+      return true;
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.errno === 2 || e.errno === 19 /* ENODEV */ || e.errno === 22)) return false;
+      throw e;
+    }
+  }
+
+  /** A u32 match-all filter on qdisc `parent` redirecting every packet to the egress of `toIndex`. */
+  addRedirectFilter(ifindex: number, parent: number, toIndex: number, prio = 1): void {
+    this.sock.request(`add redirect filter to link #${ifindex}`, RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, redirectFilterMessage(ifindex, parent, toIndex, prio));
+  }
+
+  /** The filters on qdisc `parent` of a device. */
+  filters(ifindex: number, parent: number = INGRESS_HANDLE): Filter[] {
+    const out: Filter[] = [];
+    for (const m of this.sock.dump(`list filters of link #${ifindex}`, RTM_GETTFILTER, filterDumpMessage(ifindex, parent))) {
+      if (m.type === RTM_NEWTFILTER) out.push(decodeFilter(m.body));
+    }
+    return out;
   }
 }

@@ -6,6 +6,8 @@ import { concat, struct } from './codec.ts';
 
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_ACK = 0x4;
+/** Send the answer to the requester too (tc answers a get only as a notification otherwise). */
+export const NLM_F_ECHO = 0x8;
 export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
@@ -195,8 +197,8 @@ export class NetlinkSocket {
   }
 
   /** A get request answered by one message (or an error). Acked, so every exchange ends the same way. */
-  get(op: string, type: number, body: Uint8Array): Message {
-    const msgs = this.receive(op, this.send(type, NLM_F_ACK, body));
+  get(op: string, type: number, body: Uint8Array, flags = 0): Message {
+    const msgs = this.receive(op, this.send(type, flags | NLM_F_ACK, body));
     const first = msgs[0];
     if (!first) throw new NetlinkError(op, 61 /* ENODATA */);
     return first;

@@ -174,6 +174,9 @@ export const sys: Sys = {
   sha256hex(text) {
     return new Bun.CryptoHasher('sha256').update(text).digest('hex');
   },
+  sha512hex(text) {
+    return new Bun.CryptoHasher('sha512').update(text).digest('hex');
+  },
 
   open(path, flags, mode = 0) {
     const p = cstr(path);

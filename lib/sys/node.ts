@@ -133,6 +133,9 @@ export const sys: Sys = {
   sha256hex(text) {
     return createHash('sha256').update(text).digest('hex');
   },
+  sha512hex(text) {
+    return createHash('sha512').update(text).digest('hex');
+  },
 
   // libuv opens every fd with O_CLOEXEC.
   open: (path, flags, mode = 0) => fsCall('open', path, () => fs.openSync(noNul(path), flags, mode)),

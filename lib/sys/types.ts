@@ -133,6 +133,8 @@ export interface Sys {
   waitReadable(fd: number, ms: number): boolean;
   /** SHA-256 of the UTF-8 text, in hex. */
   sha256hex(text: string): string;
+  /** sha512 of the UTF-8 text, hex (the reference plugins hash names with it). */
+  sha512hex(text: string): string;
 
   // Files: the calls of the same names, each throwing SysError with the
   // errno. Under Bun these are libc calls, not node:fs, whose import alone

@@ -1,0 +1,5 @@
+// The bandwidth executable: an entry point of its own in dist/cnikit (see main.ts).
+import { runAndExit } from '../../lib/skel/main.ts';
+import { bandwidthPlugin } from './index.ts';
+
+await runAndExit(bandwidthPlugin);
