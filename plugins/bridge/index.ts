@@ -237,7 +237,7 @@ async function ipamAddReclaiming(ctx: Context<BridgeConf>, dataDir: string, stor
     const key = { network: r.network, containerId: r.containerId, ifname: r.ifname };
     // Its published ports would forward to the address's next holder (when portmap keeps its records in the same dataDir).
     releasePublished(dataDir, key, gone, ctx.log);
-    teardown(r, key, { ips: [], masq: false }, undefined, store);
+    teardown(r, key, { ips: [], masq: false, exempt: [] }, undefined, store);
     ctx.log.warn({ containerId: r.containerId, ifname: r.ifname, ips: r.ips }, `reclaimed the address of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);
     return await ipamAdd(ctx);
   }
