@@ -16,6 +16,7 @@ export const PLUGINS: Record<PluginName, Loader> = {
   bridge: async () => (await import('./bridge/index.ts')).bridgePlugin,
   portmap: async () => (await import('./portmap/index.ts')).portmapPlugin,
   'host-local': async () => (await import('../ipam/host-local/index.ts')).hostLocalPlugin,
+  dnsname: async () => (await import('./dnsname/index.ts')).dnsnamePlugin,
 };
 
 /** cnikit's own plugins as an in-process resolver for lib/invoke. */
