@@ -1,0 +1,195 @@
+// The responder's sockets and message handling: UDP and TCP port 53 on each
+// gateway address, one decoder for both. Everything a client sends is
+// untrusted: a message that does not decode gets FORMERR (or nothing, if it
+// has no header), TCP connections are capped in number, size and idle time,
+// so no traffic makes memory grow without bound.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import * as dnsPacket from 'dns-packet';
+import { Zones, FORMERR, NOTIMP, SERVFAIL, type Answer } from './zone.ts';
+import { Forwarder } from './forward.ts';
+
+export const TTL = 60;
+const MAX_TCP_CONNECTIONS = 256;
+const TCP_IDLE_MS = 10_000;
+/** Questions of one TCP connection still waiting for an upstream. */
+const MAX_TCP_PENDING = 32;
+const QR = 0x8000;
+
+/** A header-only reply to a message whose header is readable but whose body is not. */
+function headerReply(msg: Buffer, rcode: number): Buffer | undefined {
+  if (msg.length < 12 || (msg[2]! & 0x80) !== 0) return undefined;
+  const b = Buffer.alloc(12);
+  b.writeUInt16BE(msg.readUInt16BE(0), 0);
+  // QR, the opcode and RD kept, the rcode given.
+  b.writeUInt16BE(QR | (msg.readUInt16BE(2) & 0x7900) | rcode, 2);
+  return b;
+}
+
+function localReply(q: dnsPacket.DecodedPacket, question: dnsPacket.Question, a: Extract<Answer, { kind: 'local' }>): Buffer {
+  const answers: dnsPacket.Answer[] = [];
+  for (const ip of a.a ?? []) answers.push({ type: 'A', name: question.name, ttl: TTL, class: 'IN', data: ip });
+  for (const ip of a.aaaa ?? []) answers.push({ type: 'AAAA', name: question.name, ttl: TTL, class: 'IN', data: ip });
+  if (a.ptr !== undefined) answers.push({ type: 'PTR', name: question.name, ttl: TTL, class: 'IN', data: a.ptr });
+  const rd = q.flag_rd ? dnsPacket.RECURSION_DESIRED : 0;
+  const aa = a.rcode === 0 || a.rcode === 3 ? dnsPacket.AUTHORITATIVE_ANSWER : 0;
+  return dnsPacket.encode({ type: 'response', id: q.id ?? 0, flags: rd | aa | dnsPacket.RECURSION_AVAILABLE | a.rcode, questions: [question], answers });
+}
+
+/** The largest UDP answer the client takes (EDNS), at least 512. */
+function udpLimit(q: dnsPacket.DecodedPacket): number {
+  for (const add of q.additionals ?? []) if (add.type === 'OPT') return Math.min(4096, Math.max(512, add.udpPayloadSize));
+  return 512;
+}
+
+function truncated(reply: Buffer, limit: number): Buffer {
+  if (reply.length <= limit) return reply;
+  // Header and question only, TC set: the client asks again over TCP.
+  const end = Math.min(reply.length, questionEndOf(reply));
+  const b = Buffer.from(reply.subarray(0, end));
+  b.writeUInt16BE(0, 6);
+  b.writeUInt16BE(0, 8);
+  b.writeUInt16BE(0, 10);
+  b[2] = b[2]! | 0x02;
+  return b;
+}
+
+function questionEndOf(msg: Buffer): number {
+  let off = 12;
+  while (off < msg.length) {
+    const len = msg[off]!;
+    if (len === 0) return off + 5;
+    if ((len & 0xc0) === 0xc0) return off + 6;
+    off += len + 1;
+  }
+  return msg.length;
+}
+
+export class Responder {
+  zones = new Zones([]);
+  readonly forwarder: Forwarder;
+  private readonly listeners = new Map<string, { udp: dgram.Socket; tcp: net.Server }>();
+  private readonly failed = new Set<string>();
+  private tcpConnections = 0;
+  /** Counters for tests and `dns status`. */
+  readonly stats = { queries: 0, malformed: 0, forwarded: 0 };
+
+  constructor(forwarder: Forwarder, private readonly port = 53) {
+    this.forwarder = forwarder;
+  }
+
+  /** Answers one message asked on gateway address `local`; reply is not called for a message to be dropped. */
+  handle(msg: Buffer, local: string, udp: boolean, reply: (b: Buffer) => void): void {
+    this.stats.queries++;
+    let q: dnsPacket.DecodedPacket;
+    try {
+      q = dnsPacket.decode(msg);
+    } catch {
+      this.stats.malformed++;
+      const r = headerReply(msg, FORMERR);
+      if (r) reply(r);
+      return;
+    }
+    if (q.type !== 'query') return;
+    const question = q.questions?.[0];
+    if (((msg.readUInt16BE(2) >> 11) & 0xf) !== 0) return void reply(headerReply(msg, NOTIMP)!);
+    if (!question || q.questions!.length !== 1) return void reply(headerReply(msg, FORMERR)!);
+    const a = this.zones.answer(local, question.name, question.type);
+    if (a.kind === 'local') {
+      const r = localReply(q, question, a);
+      return reply(udp ? truncated(r, udpLimit(q)) : r);
+    }
+    this.stats.forwarded++;
+    this.forwarder.forward(msg, (answer) => reply(answer ?? headerReply(msg, SERVFAIL)!));
+  }
+
+  /** Listens on every gateway address of the zones, and on no other. */
+  reconcile(): void {
+    const want = new Set(this.zones.gateways());
+    for (const [addr, l] of this.listeners) {
+      if (want.has(addr)) continue;
+      l.udp.close();
+      l.tcp.close();
+      this.listeners.delete(addr);
+    }
+    this.failed.clear();
+    for (const addr of want) if (!this.listeners.has(addr)) this.listen(addr);
+  }
+
+  /** Addresses that could not be bound yet (e.g. an IPv6 address still in duplicate address detection). */
+  get unbound(): string[] {
+    return [...this.failed];
+  }
+
+  private listen(addr: string): void {
+    const udp = dgram.createSocket({ type: addr.includes(':') ? 'udp6' : 'udp4' });
+    const tcp = net.createServer({ pauseOnConnect: false }, (s) => this.onTcp(s, addr));
+    tcp.maxConnections = MAX_TCP_CONNECTIONS;
+    const fail = () => {
+      this.failed.add(addr);
+      if (this.listeners.get(addr)?.udp === udp) this.listeners.delete(addr);
+      try {
+        udp.close();
+      } catch {
+        // not bound
+      }
+      tcp.close();
+    };
+    udp.on('error', fail);
+    tcp.on('error', fail);
+    udp.on('message', (msg, rinfo) => {
+      this.handle(msg, addr, true, (r) => udp.send(r, rinfo.port, rinfo.address));
+    });
+    udp.bind({ address: addr, port: this.port, exclusive: true });
+    tcp.listen({ host: addr, port: this.port, exclusive: true });
+    this.listeners.set(addr, { udp, tcp });
+  }
+
+  private onTcp(s: net.Socket, addr: string): void {
+    if (this.tcpConnections >= MAX_TCP_CONNECTIONS) return void s.destroy();
+    this.tcpConnections++;
+    s.setTimeout(TCP_IDLE_MS, () => s.destroy());
+    s.on('error', () => undefined);
+    s.on('close', () => this.tcpConnections--);
+    let buf: Buffer = Buffer.alloc(0);
+    let pending = 0;
+    s.on('data', (chunk: Buffer) => {
+      // At most one whole message (2 + 65,535 bytes) plus one read is ever buffered.
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (len < 12) return void s.destroy();
+        if (buf.length < 2 + len) break;
+        const msg = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        if (++pending > MAX_TCP_PENDING) return void s.destroy();
+        this.handle(Buffer.from(msg), addr, false, (r) => {
+          pending--;
+          if (s.destroyed) return;
+          const framed = Buffer.alloc(2 + r.length);
+          framed.writeUInt16BE(r.length, 0);
+          r.copy(framed, 2);
+          s.write(framed);
+        });
+        if (s.destroyed) return;
+      }
+      if (buf.length > 0 && buf.byteOffset > 0) buf = Buffer.from(buf);
+    });
+  }
+
+  /** Re-binds addresses that failed before. */
+  retryFailed(): void {
+    const again = [...this.failed];
+    this.failed.clear();
+    for (const addr of again) if (!this.listeners.has(addr)) this.listen(addr);
+  }
+
+  close(): void {
+    for (const l of this.listeners.values()) {
+      l.udp.close();
+      l.tcp.close();
+    }
+    this.listeners.clear();
+    this.forwarder.close();
+  }
+}
