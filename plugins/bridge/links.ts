@@ -21,12 +21,25 @@ export function hostVethName(network: string, containerId: string, ifname: strin
 }
 
 /** The bridge, created if missing; refuses a non-bridge link of that name. Returns it and whether this call made it. */
+/** A random locally administered unicast MAC. */
+function randomLocalMac(): string {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  let out = '';
+  for (let i = 0; i < 6; i++) out += (i ? ':' : '') + b[i]!.toString(16).padStart(2, '0');
+  return out;
+}
+
 export function ensureBridge(nl: Netlink, o: BridgeOptions): { link: Link; created: boolean } {
   let link = nl.link(o.bridge);
   let created = false;
   if (!link) {
     try {
-      nl.createBridge(o.bridge, { mtu: o.mtu });
+      // A MAC of its own (addr_assign_type "set"): otherwise the bridge takes its
+      // lowest port's, and every container's neighbour entry for the gateway goes
+      // stale for seconds when that container leaves (DNS on the gateway included).
+      nl.createBridge(o.bridge, { mtu: o.mtu, mac: randomLocalMac() });
       created = true;
     } catch (e) {
       // A parallel ADD made it first: adopt it.
