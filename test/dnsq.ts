@@ -45,23 +45,27 @@ export function ask(lab: Lab, netns: string, server: string, name: string, type 
 
 const UPSTREAM = `
 const dnsPacket = require('dns-packet');
-const [host, zone] = process.argv.slice(1);
+const [host, zone, fixedRcode] = process.argv.slice(1);
 const names = JSON.parse(zone);
+const rcode = Number(fixedRcode || 0);
 const s = require('node:dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4');
 s.on('message', (m, r) => {
   let q;
   try { q = dnsPacket.decode(m); } catch { return; }
   const question = q.questions[0];
-  const data = question && question.type === 'A' ? names[question.name.toLowerCase()] : undefined;
+  const data = !rcode && question && question.type === 'A' ? names[question.name.toLowerCase()] : undefined;
   const answers = data ? [{ type: 'A', name: question.name, ttl: 30, data }] : [];
-  s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | (data ? 0 : 3), questions: q.questions, answers }), r.port, r.address);
+  s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | (rcode || (data ? 0 : 3)), questions: q.questions, answers }), r.port, r.address);
 });
 s.bind(53, host, () => console.log('ready'));
 `;
 
-/** An upstream resolver on host:53 in netns that knows only `zone` (name → IPv4), NXDOMAIN for the rest. */
-export function startUpstream(netns: string, host: string, zone: Record<string, string>, children: ChildProcess[]): Promise<void> {
-  const child = spawn('nsenter', [`--net=${netns}`, '--', process.execPath, '-e', UPSTREAM, host, JSON.stringify(zone)], {
+/**
+ * An upstream resolver on host:53 in netns that knows only `zone` (name →
+ * IPv4), NXDOMAIN for the rest; with `rcode`, that answer to everything (2: SERVFAIL).
+ */
+export function startUpstream(netns: string, host: string, zone: Record<string, string>, children: ChildProcess[], rcode = 0): Promise<void> {
+  const child = spawn('nsenter', [`--net=${netns}`, '--', process.execPath, '-e', UPSTREAM, host, JSON.stringify(zone), String(rcode)], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_EXTRA_CA_CERTS: '', NODE_PATH: `${ROOT}/node_modules` },
   });
