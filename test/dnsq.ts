@@ -79,3 +79,14 @@ export function startUpstream(netns: string, host: string, zone: Record<string, 
     child.on('exit', (code) => reject(new Error(`upstream in ${netns} exited (${code}): ${err}`)));
   });
 }
+
+/** ask() without blocking this process's event loop (for a responder running in it). */
+export function askAsync(netns: string, server: string, name: string, type = 'A', proto: 'udp' | 'tcp' = 'udp'): Promise<DnsAnswer | undefined> {
+  const child = spawn('nsenter', [`--net=${netns}`, '--', process.execPath, '-e', ASK, server, name, type, proto], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: '', NODE_PATH: `${ROOT}/node_modules` },
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code === 0 ? (JSON.parse(out) as DnsAnswer) : undefined)));
+}
