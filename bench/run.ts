@@ -9,6 +9,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Contender } from './harness.ts';
 import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
+import { dnsSuite } from './dns.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -524,6 +525,7 @@ const suites: Record<string, Suite> = {
     out.push(NETAVARK_NOTE);
     return out.join('\n');
   },
+  dns: dnsSuite,
 };
 
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites);
