@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # podman, runc, busybox-static: the real-client test (Podman with its CNI backend on cnikit).
 # netavark: the benchmark's third contender (Podman's own network backend).
-packages=(iproute2 iptables nftables conntrack util-linux iputils-ping time containernetworking-plugins podman netavark runc busybox-static)
+# aardvark-dns: the dns bench's contender (Podman's name server).
+packages=(iproute2 iptables nftables conntrack util-linux iputils-ping time containernetworking-plugins podman netavark runc busybox-static aardvark-dns)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
