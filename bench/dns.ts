@@ -39,8 +39,8 @@ function run(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
-function load(server: string, name: string): Load {
-  const out = run(process.execPath, [join(root, 'bench/dns-load.ts'), server, name, String(QUERIES), String(CONCURRENCY)]);
+function load(server: string, name: string, queries = QUERIES): Load {
+  const out = run(process.execPath, [join(root, 'bench/dns-load.ts'), server, name, String(queries), String(CONCURRENCY)]);
   return JSON.parse(out) as Load;
 }
 
@@ -121,6 +121,11 @@ export function dnsSuite(lab: BenchLab): string {
       { label: 'cnikit dns', server: '10.210.1.1', pid: oursPid },
       { label: 'aardvark-dns 1.4', server: '10.220.1.1', pid: aardvarkPid },
     ];
+    // Warm-up (JIT, first forwards), not counted.
+    for (const c of contenders) {
+      load(c.server, 'c1x5', 1000);
+      load(c.server, 'warm.example.org', 1000);
+    }
     for (const c of contenders) result[c.label] = { local: load(c.server, 'c1x5'), forwarded: undefined as unknown as Load, rss: 0 };
     for (const c of contenders) result[c.label]!.forwarded = load(c.server, 'www.example.org');
     for (const c of contenders) result[c.label]!.rss = rssMiB(c.pid);

@@ -3,11 +3,11 @@
 // untrusted: a message that does not decode gets FORMERR (or nothing, if it
 // has no header), TCP connections are capped in number, size and idle time,
 // so no traffic makes memory grow without bound.
-import dgram from 'node:dgram';
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { Zones, FORMERR, NOTIMP, SERVFAIL, type Answer } from './zone.ts';
 import { Forwarder } from './forward.ts';
+import { listenUdp, type UdpListener } from './udp.ts';
 
 export const TTL = 60;
 const MAX_TCP_CONNECTIONS = 256;
@@ -68,7 +68,7 @@ function questionEndOf(msg: Buffer): number {
 export class Responder {
   zones = new Zones([]);
   readonly forwarder: Forwarder;
-  private readonly listeners = new Map<string, { udp: dgram.Socket; tcp: net.Server }>();
+  private readonly listeners = new Map<string, { udp: UdpListener; tcp: net.Server }>();
   private readonly failed = new Set<string>();
   private tcpConnections = 0;
   /** Counters for tests and `dns status`. */
@@ -122,25 +122,19 @@ export class Responder {
   }
 
   private listen(addr: string): void {
-    const udp = dgram.createSocket({ type: addr.includes(':') ? 'udp6' : 'udp4' });
     const tcp = net.createServer({ pauseOnConnect: false }, (s) => this.onTcp(s, addr));
     tcp.maxConnections = MAX_TCP_CONNECTIONS;
+    let failed = false;
     const fail = () => {
+      if (failed) return;
+      failed = true;
       this.failed.add(addr);
-      if (this.listeners.get(addr)?.udp === udp) this.listeners.delete(addr);
-      try {
-        udp.close();
-      } catch {
-        // not bound
-      }
+      if (this.listeners.get(addr)?.tcp === tcp) this.listeners.delete(addr);
+      udp.close();
       tcp.close();
     };
-    udp.on('error', fail);
+    const udp = listenUdp(addr, this.port, (msg, reply) => this.handle(msg, addr, true, reply), fail);
     tcp.on('error', fail);
-    udp.on('message', (msg, rinfo) => {
-      this.handle(msg, addr, true, (r) => udp.send(r, rinfo.port, rinfo.address));
-    });
-    udp.bind({ address: addr, port: this.port, exclusive: true });
     tcp.listen({ host: addr, port: this.port, exclusive: true });
     this.listeners.set(addr, { udp, tcp });
   }
