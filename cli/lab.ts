@@ -108,6 +108,8 @@ export function registerLab(program: Command): void {
     .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string; networkAlias: string[]; link: string[] }) => {
       const list = o.network === 'none' ? 'none' : o.network === 'bridge' ? ensureDefaultBridge() : findList(o.network);
       if (!list) throw new Error(`no network named ${o.network}`);
+      // As Docker: the default bridge and none have no name server to hold aliases.
+      if (o.networkAlias.length > 0 && (o.network === 'bridge' || o.network === 'none')) throw new Error('--network-alias works on user-defined networks only');
       const c = await withProgress(`starting ${name}`, () => runContainer(name, list, {
         network: o.network, ip: o.ip, publish: o.publish.map(parsePublish), dns: o.dns, dnsSearch: o.dnsSearch,
         addHosts: o.addHost, hostname: o.hostname, command, aliases: o.networkAlias, links: o.link,

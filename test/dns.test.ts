@@ -70,7 +70,7 @@ function alive(pid: number): boolean {
 const ns = (n: string) => `/run/netns/${name(n)}`;
 
 describe('container name resolution on user-defined networks', () => {
-  it('resolves names, aliases and name.domain on the same network only, PTR, and outside names through the upstream', () => {
+  it('resolves names, aliases and name.domain on the same network only, PTR, outside names through the upstream, network connect --alias', async () => {
     expect(cnikit(['network', 'create', '--subnet', '172.30.1.0/24', '--subnet', 'fd00:a1::/64', 'dns_a']).stderr).toBe('');
     expect(cnikit(['network', 'create', '--subnet', '172.30.2.0/24', 'dns_b']).stderr).toBe('');
     const conflist = JSON.parse(readFileSync(join(lab.dir, 'net.d', 'dns_a.conflist'), 'utf8'));
@@ -113,6 +113,18 @@ describe('container name resolution on user-defined networks', () => {
     expect(ask(lab, ns('web2'), gw, 'outside.example')).toMatchObject({ id: 4242, rcode: 'NOERROR', answers: ['198.51.100.7'] });
     expect(ask(lab, ns('db'), '172.30.2.1', 'nothing.example')).toMatchObject({ rcode: 'NXDOMAIN' });
     expect(cnikit(['exec', name('db'), '--', 'getent', 'ahostsv4', 'outside.example']).stdout).toContain('198.51.100.7');
+
+    // network connect --alias: web2 joins dns_b under one more name, which dns_b's containers resolve.
+    const conn = cnikit(['network', 'connect', '--alias', 'api', 'dns_b', name('web2')]);
+    expect(conn.stderr).toBe('');
+    const web2b = conn.stdout.trim().split(' ')[2]!.split('/')[0]!;
+    expect(ask(lab, ns('db'), '172.30.2.1', 'api')).toMatchObject({ rcode: 'NOERROR', answers: [web2b] });
+    expect(cnikit(['exec', name('db'), '--', 'getent', 'ahostsv4', name('web2')]).stdout).toContain(web2b);
+    // An alias of dns_b is not dns_a's.
+    expect(ask(lab, ns('web2'), gw, 'api')).toMatchObject({ rcode: 'NXDOMAIN' });
+    expect(cnikit(['network', 'disconnect', 'dns_b', name('web2')]).status).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ask(lab, ns('db'), '172.30.2.1', 'api')).toMatchObject({ rcode: 'NXDOMAIN' });
   });
 
   it('--link NAME:ALIAS is a hosts entry, also on the default bridge, which has no name server', () => {
@@ -123,6 +135,7 @@ describe('container name resolution on user-defined networks', () => {
     expect(readFileSync(`/etc/netns/${name('lkapp')}/resolv.conf`, 'utf8')).not.toContain('nameserver');
     expect(JSON.parse(readFileSync(join(lab.dir, 'net.d', 'bridge.conflist'), 'utf8')).plugins.map((p: { type: string }) => p.type)).not.toContain('dnsname');
     expect(cnikit(['run', '--link', 'nosuch:x', name('lkbad')]).stderr).toMatch(/--link nosuch:x: no container named nosuch/);
+    expect(cnikit(['run', '--network-alias', 'x', name('lkbad')]).stderr).toMatch(/--network-alias works on user-defined networks only/);
     expect(existsSync(`/run/netns/${name('lkbad')}`)).toBe(false);
   });
 
