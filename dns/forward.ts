@@ -3,9 +3,9 @@
 // matched to its question by ID, source and question section. Bounded: at
 // most MAX_PENDING questions in flight; beyond that the client gets SERVFAIL
 // at once rather than the responder holding more memory.
-import dgram from 'node:dgram';
 import { readFileIfExists } from '../lib/fs/index.ts';
 import { tryParseIP, formatIP } from '../lib/ip/index.ts';
+import { udpClient, type UdpClient } from './udp.ts';
 
 export const MAX_UPSTREAMS = 3;
 export const MAX_PENDING = 2048;
@@ -54,13 +54,16 @@ interface Pending {
   qEnd: number;
   tried: number;
   upstream?: Upstream;
-  timer?: ReturnType<typeof setTimeout>;
+  /** When the current upstream has had its time (performance.now()). */
+  deadline: number;
   done: (answer: Buffer | undefined) => void;
 }
 
 export class Forwarder {
   private readonly pending = new Map<number, Pending>();
-  private sockets: { 4?: dgram.Socket; 6?: dgram.Socket } = {};
+  private sockets: { 4?: UdpClient; 6?: UdpClient } = {};
+  /** One sweep for every deadline, not a timer per question. */
+  private sweep?: ReturnType<typeof setInterval>;
 
   constructor(
     public upstreams: Upstream[],
@@ -78,40 +81,44 @@ export class Forwarder {
     while (this.pending.has(id)) id = (id + 1) & 0xffff;
     const copy = Buffer.from(query);
     copy.writeUInt16BE(id, 0);
-    const p: Pending = { query: copy, originalId: query.readUInt16BE(0), qEnd: questionEnd(query), tried: 0, done };
+    const p: Pending = { query: copy, originalId: query.readUInt16BE(0), qEnd: questionEnd(query), tried: 0, deadline: 0, done };
     this.pending.set(id, p);
+    this.sweep ??= setInterval(() => this.expire(), Math.max(10, Math.min(100, this.timeoutMs / 4)));
     this.next(id, p);
   }
 
-  private socket(family: 4 | 6): dgram.Socket {
+  private expire(): void {
+    const now = performance.now();
+    for (const [id, p] of this.pending) if (p.deadline <= now) this.next(id, p);
+    if (this.pending.size === 0 && this.sweep) {
+      clearInterval(this.sweep);
+      this.sweep = undefined;
+    }
+  }
+
+  private socket(family: 4 | 6): UdpClient {
     let s = this.sockets[family];
     if (!s) {
-      s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
-      s.on('message', (msg, rinfo) => this.onAnswer(msg, rinfo));
-      s.on('error', () => undefined);
+      s = udpClient(family, (msg, port, address) => this.onAnswer(msg, { port, address }));
       this.sockets[family] = s;
     }
     return s;
   }
 
   private next(id: number, p: Pending): void {
-    if (p.timer) clearTimeout(p.timer);
     const u = this.upstreams[p.tried++];
     if (!u) return this.finish(id, p, undefined);
     p.upstream = u;
-    p.timer = setTimeout(() => this.next(id, p), this.timeoutMs);
-    this.socket(u.address.includes(':') ? 6 : 4).send(p.query, u.port, u.address, (err) => {
-      if (err && this.pending.get(id) === p) this.next(id, p);
-    });
+    p.deadline = performance.now() + this.timeoutMs;
+    this.socket(u.address.includes(':') ? 6 : 4).send(p.query, u.port, u.address);
   }
 
   private finish(id: number, p: Pending, answer: Buffer | undefined): void {
-    if (p.timer) clearTimeout(p.timer);
     this.pending.delete(id);
     p.done(answer);
   }
 
-  private onAnswer(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onAnswer(msg: Buffer, rinfo: { port: number; address: string }): void {
     if (msg.length < 12 || (msg[2]! & 0x80) === 0) return;
     const id = msg.readUInt16BE(0);
     const p = this.pending.get(id);
@@ -127,6 +134,8 @@ export class Forwarder {
   }
 
   close(): void {
+    if (this.sweep) clearInterval(this.sweep);
+    this.sweep = undefined;
     for (const [id, p] of this.pending) this.finish(id, p, undefined);
     this.sockets[4]?.close();
     this.sockets[6]?.close();

@@ -65,8 +65,42 @@ function questionEndOf(msg: Buffer): number {
   return msg.length;
 }
 
+/** Answers kept per zone generation, cleared on reload; bounded. */
+const MAX_CACHED = 4096;
+
+/**
+ * A cache key for the common question: a query (opcode 0, no flags but RD),
+ * exactly one question, no other records (no EDNS), nothing after it.
+ * Anything else takes the full decode.
+ */
+function plainQuestionKey(msg: Buffer, local: string): string | undefined {
+  if (msg.length < 17 || (msg[2]! & 0xfe) !== 0 || msg.readUInt16BE(4) !== 1 || msg.readUInt32BE(6) !== 0 || msg.readUInt16BE(10) !== 0) return undefined;
+  // Labels only (no compression pointer), ending exactly 4 bytes before the end.
+  let off = 12;
+  while (off < msg.length) {
+    const len = msg[off]!;
+    if (len === 0) break;
+    if (len > 63) return undefined;
+    off += len + 1;
+  }
+  if (off + 5 !== msg.length) return undefined;
+  return `${local}\0${msg.toString('latin1', 12)}`;
+}
+
 export class Responder {
-  zones = new Zones([]);
+  private zonesNow = new Zones([]);
+  /** Encoded local UDP answers by gateway + the question's raw bytes: a repeated question costs no decode or encode. */
+  private readonly answers = new Map<string, Buffer>();
+
+  get zones(): Zones {
+    return this.zonesNow;
+  }
+
+  set zones(z: Zones) {
+    this.zonesNow = z;
+    this.answers.clear();
+  }
+
   readonly forwarder: Forwarder;
   private readonly listeners = new Map<string, { udp: UdpListener; tcp: net.Server }>();
   private readonly failed = new Set<string>();
@@ -81,6 +115,17 @@ export class Responder {
   /** Answers one message asked on gateway address `local`; reply is not called for a message to be dropped. */
   handle(msg: Buffer, local: string, udp: boolean, reply: (b: Buffer) => void): void {
     this.stats.queries++;
+    const key = udp ? plainQuestionKey(msg, local) : undefined;
+    if (key !== undefined) {
+      const hit = this.answers.get(key);
+      if (hit) {
+        const r = Buffer.from(hit);
+        r[0] = msg[0]!;
+        r[1] = msg[1]!;
+        r[2] = (r[2]! & 0xfe) | (msg[2]! & 0x01);
+        return reply(r);
+      }
+    }
     let q: dnsPacket.DecodedPacket;
     try {
       q = dnsPacket.decode(msg);
@@ -97,6 +142,10 @@ export class Responder {
     const a = this.zones.answer(local, question.name, question.type);
     if (a.kind === 'local') {
       const r = localReply(q, question, a);
+      if (key !== undefined && r.length <= 512) {
+        if (this.answers.size >= MAX_CACHED) this.answers.clear();
+        this.answers.set(key, r);
+      }
       return reply(udp ? truncated(r, udpLimit(q)) : r);
     }
     this.stats.forwarded++;

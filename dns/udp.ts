@@ -64,3 +64,53 @@ function listenBun(addr: string, port: number, onDatagram: OnDatagram, onError: 
     },
   };
 }
+
+export interface UdpClient {
+  send(msg: Buffer, port: number, address: string): void;
+  close(): void;
+}
+
+/** An unbound socket for questions to upstreams; answers go to onMessage. */
+export function udpClient(family: 4 | 6, onMessage: (msg: Buffer, port: number, address: string) => void): UdpClient {
+  if (typeof Bun === 'undefined') {
+    const s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+    s.on('message', (m, r) => onMessage(m, r.port, r.address));
+    s.on('error', () => undefined);
+    return { send: (m, port, address) => s.send(m, port, address), close: () => s.close() };
+  }
+  // Created asynchronously: what is sent before it exists waits (bounded by the forwarder's limit).
+  let socket: { send(m: Buffer, port: number, address: string): boolean; close(): void } | undefined;
+  let closed = false;
+  const queue: [Buffer, number, string][] = [];
+  Bun.udpSocket({
+    hostname: family === 4 ? '0.0.0.0' : '::',
+    binaryType: 'buffer',
+    socket: {
+      data(_s, data, port, address) {
+        onMessage(data, port, address);
+      },
+      error() {
+        // an upstream unreachable: its question times out
+      },
+    },
+  }).then(
+    (s) => {
+      if (closed) return s.close();
+      socket = s;
+      for (const [m, port, address] of queue.splice(0)) s.send(m, port, address);
+    },
+    () => {
+      queue.length = 0;
+    },
+  );
+  return {
+    send(m, port, address) {
+      if (socket) socket.send(m, port, address);
+      else if (!closed) queue.push([m, port, address]);
+    },
+    close() {
+      closed = true;
+      socket?.close();
+    },
+  };
+}
