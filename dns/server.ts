@@ -87,6 +87,19 @@ function plainQuestionKey(msg: Buffer, local: string): string | undefined {
   return `${local}\0${msg.toString('latin1', 12)}`;
 }
 
+const TYPES: Record<number, string> = { 1: 'A', 12: 'PTR', 28: 'AAAA', 255: 'ANY' };
+
+/** Name and type of a message plainQuestionKey accepted (labels only, one question). */
+function plainQuestion(msg: Buffer): { name: string; type: string } {
+  const labels: string[] = [];
+  let off = 12;
+  for (let len = msg[off]!; len !== 0; len = msg[off]!) {
+    labels.push(msg.toString('latin1', off + 1, off + 1 + len));
+    off += len + 1;
+  }
+  return { name: labels.join('.'), type: TYPES[msg.readUInt16BE(off + 1)] ?? 'OTHER' };
+}
+
 export class Responder {
   private zonesNow = new Zones([]);
   /** Encoded local UDP answers by gateway + the question's raw bytes: a repeated question costs no decode or encode. */
@@ -125,6 +138,9 @@ export class Responder {
         r[2] = (r[2]! & 0xfe) | (msg[2]! & 0x01);
         return reply(r);
       }
+      // A plain question for a name to forward needs no decode either: its labels are read here.
+      const { name, type } = plainQuestion(msg);
+      if (this.zones.answer(local, name, type).kind === 'forward') return this.forward(msg, reply);
     }
     let q: dnsPacket.DecodedPacket;
     try {
@@ -148,6 +164,10 @@ export class Responder {
       }
       return reply(udp ? truncated(r, udpLimit(q)) : r);
     }
+    this.forward(msg, reply);
+  }
+
+  private forward(msg: Buffer, reply: (b: Buffer) => void): void {
     this.stats.forwarded++;
     this.forwarder.forward(msg, (answer) => reply(answer ?? headerReply(msg, SERVFAIL)!));
   }
