@@ -6,7 +6,7 @@
 // with -9 is replaced by the next ADD with every name intact.
 import { watch, type FSWatcher } from 'node:fs';
 import { sys, LOCK_EX, LOCK_NB, LOCK_UN, O_WRONLY, O_CREAT, O_APPEND } from '../lib/sys/index.ts';
-import { writeFile, removeFile } from '../lib/fs/index.ts';
+import { writeFile, removeFile, readFileIfExists } from '../lib/fs/index.ts';
 import { ensurePrivateDir } from '../lib/state/index.ts';
 import { dnsRoot, recordsDir, lockPath, listRecords } from './records.ts';
 import { Zones } from './zone.ts';
@@ -47,6 +47,8 @@ export function serve(o: ServeOptions = {}): Promise<number> {
     }
   }
   const fd = lockFd;
+  // Started by a plugin: hold no directory of the runtime that happened to exec it.
+  if (o.lockFd !== undefined) process.chdir('/');
   const responder = new Responder(new Forwarder([], o.upstreamTimeoutMs ?? 2000), o.port ?? 53);
 
   return new Promise((resolve) => {
@@ -60,7 +62,8 @@ export function serve(o: ServeOptions = {}): Promise<number> {
       process.off('SIGHUP', onHup);
       process.off('SIGTERM', onTerm);
       responder.close();
-      removeFile(pidPath(root));
+      // Only our own: a responder that took over in the meantime keeps its pid file.
+      if ((readFileIfExists(pidPath(root)) ?? '').trim() === String(process.pid)) removeFile(pidPath(root));
       try {
         sys.close(fd);
       } catch {

@@ -95,6 +95,31 @@ describe('the responder under Node', () => {
 });
 
 describe('pieces', () => {
+  it('the plugin under bare Node cannot tell which executable serves names: code 4, no record', async () => {
+    const { dnsnamePlugin } = await import('../plugins/dnsname/index.ts');
+    const { CniError } = await import('../lib/skel/index.ts');
+    const dataDir = join(lab.dir, 'bare');
+    const ctx = {
+      inv: { command: 'ADD' as const, containerId: 'b1', netns: '/run/netns/x', ifname: 'eth0', args: new Map([['K8S_POD_NAME', 'bare']]), path: [] },
+      conf: { cniVersion: '1.0.0', name: 'n1', type: 'dnsname', dataDir },
+      prevResult: { cniVersion: '1.0.0', ips: [{ address: '10.66.0.9/24', gateway: '10.66.0.1' }] },
+      log: { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as never,
+    };
+    const saved = process.env.CNIKIT_EXECUTABLE;
+    delete process.env.CNIKIT_EXECUTABLE;
+    try {
+      await dnsnamePlugin.add(ctx);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(CniError);
+      expect(e).toMatchObject({ code: 4, message: expect.stringMatching(/CNIKIT_EXECUTABLE/) });
+    } finally {
+      if (saved !== undefined) process.env.CNIKIT_EXECUTABLE = saved;
+    }
+    const { listRecords, dnsRoot } = await import('../dns/records.ts');
+    expect(listRecords(dnsRoot(dataDir))).toEqual([]);
+  });
+
   it('takes at most 3 upstreams from resolv.conf, none of its own addresses, scoped IPv6 kept', () => {
     const text = 'search x\nnameserver 10.66.0.1\nnameserver 192.0.2.1\n# nameserver 192.0.2.9\nnameserver fe80::1%eth0\nnameserver 192.0.2.1\nnameserver 2001:db8::1\nnameserver 192.0.2.4\nnameserver bogus\n';
     expect(upstreamsFrom(text, ['10.66.0.1'])).toEqual([

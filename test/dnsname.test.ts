@@ -260,6 +260,13 @@ udp().then(tcp).then(() => { console.log('done'); process.exit(0); });
     console.log(`responder RSS before ${(before / 1048576).toFixed(1)} MiB, after the fuzz ${(after / 1048576).toFixed(1)} MiB`);
   }, 120_000);
 
+  it('`cnikit dns serve` by hand refuses to be a second responder', () => {
+    const r = lab.exec(bin('cnikit'), ['dns', 'serve', '--dir', root()], { env: { ...process.env, ...env } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/a responder already serves/);
+    expect(ask(lab, lab.hostPath, GW4, 'alpha')).toMatchObject({ rcode: 'NOERROR', answers: ['10.77.0.2'] });
+  });
+
   it('a responder killed with -9 comes back on the next ADD with every name', async () => {
     const pid = responderPid()!;
     process.kill(pid, 'SIGKILL');
