@@ -146,8 +146,9 @@ export async function runContainer(name: string, network: LoadedList | 'none', o
       undo.push(() => d.del(network, rt));
     }
     const addresses = (result?.ips ?? []).map((i) => i.address);
-    writeEtc(name, o, addresses, result);
+    // Undone also when writing fails half way (e.g. a --link to no container).
     undo.push(() => rmSync(join('/etc/netns', name), { recursive: true, force: true }));
+    writeEtc(name, o, addresses, result);
     const c: Container = {
       name,
       network: network === 'none' ? 'none' : network.conf.name,

@@ -137,6 +137,7 @@ describe('container name resolution on user-defined networks', () => {
     expect(cnikit(['run', '--link', 'nosuch:x', name('lkbad')]).stderr).toMatch(/--link nosuch:x: no container named nosuch/);
     expect(cnikit(['run', '--network-alias', 'x', name('lkbad')]).stderr).toMatch(/--network-alias works on user-defined networks only/);
     expect(existsSync(`/run/netns/${name('lkbad')}`)).toBe(false);
+    expect(existsSync(`/etc/netns/${name('lkbad')}`)).toBe(false);
   });
 
   it('removes names with their containers and the responder exits after the last', async () => {
