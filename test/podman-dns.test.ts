@@ -5,7 +5,7 @@
 // exits after the last. firewall and tuning, which Podman's conflists also
 // name, come from the reference plugins until cnikit has its own.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { BIN, REFERENCE_BIN } from './dist.ts';
@@ -43,6 +43,8 @@ afterAll(() => {
   podman(['network', 'rm', '-f', NET]);
   const pid = responderPid();
   if (pid) process.kill(pid, 'SIGKILL');
+  // The lab host's records directory under the default data dir goes with the lab.
+  if (lab) rmSync(recordsRoot(), { recursive: true, force: true });
   lab?.destroy();
 });
 
@@ -50,10 +52,14 @@ function podman(args: string[]) {
   return lab.exec('podman', args, { env });
 }
 
-/** The responder of the lab host namespace: its records live under the default data dir, keyed by that netns. */
-function responderPid(): number | undefined {
+/** Where the plugin keeps the lab host's names: the default data dir, keyed by that netns. */
+function recordsRoot(): string {
   const ino = lab.exec('stat', ['-L', '-c', '%i', lab.hostPath]).stdout.trim();
-  const f = `/run/cni/cnikit/dnsname/netns-${ino}/responder.pid`;
+  return `/run/cni/cnikit/dnsname/netns-${ino}`;
+}
+
+function responderPid(): number | undefined {
+  const f = join(recordsRoot(), 'responder.pid');
   return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
 }
 
@@ -113,7 +119,6 @@ describe('Podman with cnikit dnsname', () => {
     expect(podman(['rm', '-f', '-t', '0', name('web')]).status).toBe(0);
     for (let i = 0; i < 50 && alive(pid!); i++) await new Promise((r) => setTimeout(r, 100));
     expect(alive(pid!)).toBe(false);
-    const ino = lab.exec('stat', ['-L', '-c', '%i', lab.hostPath]).stdout.trim();
-    expect(readdirSync(`/run/cni/cnikit/dnsname/netns-${ino}/records`)).toEqual([]);
+    expect(readdirSync(join(recordsRoot(), 'records'))).toEqual([]);
   });
 });
