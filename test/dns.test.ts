@@ -17,7 +17,7 @@ let lab: Lab;
 let env: NodeJS.ProcessEnv;
 const children: ChildProcess[] = [];
 const name = (n: string) => `${RUN_PREFIX}-${n}`;
-const CONTAINERS = ['web1', 'web2', 'db', 'lkdb', 'lkapp'];
+const CONTAINERS = ['web1', 'web2', 'db', 'intc', 'lkdb', 'lkapp'];
 
 beforeAll(async () => {
   lab = Lab.create();
@@ -125,6 +125,14 @@ describe('container name resolution on user-defined networks', () => {
     expect(cnikit(['network', 'disconnect', 'dns_b', name('web2')]).status).toBe(0);
     await new Promise((r) => setTimeout(r, 300));
     expect(ask(lab, ns('db'), '172.30.2.1', 'api')).toMatchObject({ rcode: 'NXDOMAIN' });
+  });
+
+  it('an --internal network gets its names but nothing forwarded', () => {
+    expect(cnikit(['network', 'create', '--internal', '--subnet', '172.30.3.0/24', 'dns_int']).stderr).toBe('');
+    expect(cnikit(['run', '--network', 'dns_int', name('intc')]).stderr).toBe('');
+    expect(ask(lab, ns('intc'), '172.30.3.1', name('intc'))).toMatchObject({ rcode: 'NOERROR', answers: ['172.30.3.2'] });
+    expect(ask(lab, ns('intc'), '172.30.3.1', 'outside.example')).toMatchObject({ rcode: 'REFUSED', answers: [] });
+    expect(cnikit(['rm', name('intc')]).status).toBe(0);
   });
 
   it('--link NAME:ALIAS is a hosts entry, also on the default bridge, which has no name server', () => {
