@@ -44,6 +44,14 @@ function load(server: string, name: string, queries = QUERIES): Load {
   return JSON.parse(out) as Load;
 }
 
+/** CPU time (user + system) a process has used, in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second here).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? NaN) / 1024;
@@ -115,7 +123,13 @@ export function dnsSuite(lab: BenchLab): string {
     spawnSync('sleep', ['0.3']);
 
     const rows: string[] = [];
-    const result: Record<string, { local: Load; forwarded: Load; rss: number }> = {};
+    const result: Record<string, { local: Load; forwarded: Load; rss: number; cpu: { local: number; forwarded: number } }> = {};
+    /** The load, and the server's CPU time per question during it (µs): steadier than rates on a shared machine. */
+    const measured = (c: { server: string; pid: number }, name: string): [Load, number] => {
+      const before = cpuMs(c.pid);
+      const l = load(c.server, name);
+      return [l, ((cpuMs(c.pid) - before) * 1000) / (l.answered + l.lost)];
+    };
     // Interleaved: the machine's load drifts, so each kind is measured for both back to back.
     const contenders = [
       { label: 'cnikit dns', server: '10.210.1.1', pid: oursPid },
@@ -126,8 +140,15 @@ export function dnsSuite(lab: BenchLab): string {
       load(c.server, 'c1x5', 1000);
       load(c.server, 'warm.example.org', 1000);
     }
-    for (const c of contenders) result[c.label] = { local: load(c.server, 'c1x5'), forwarded: undefined as unknown as Load, rss: 0 };
-    for (const c of contenders) result[c.label]!.forwarded = load(c.server, 'www.example.org');
+    for (const c of contenders) {
+      const [l, cpu] = measured(c, 'c1x5');
+      result[c.label] = { local: l, forwarded: undefined as unknown as Load, rss: 0, cpu: { local: cpu, forwarded: 0 } };
+    }
+    for (const c of contenders) {
+      const [l, cpu] = measured(c, 'www.example.org');
+      result[c.label]!.forwarded = l;
+      result[c.label]!.cpu.forwarded = cpu;
+    }
     for (const c of contenders) result[c.label]!.rss = rssMiB(c.pid);
     const f = (x: number) => x.toFixed(2);
     const ard = result['aardvark-dns 1.4']!;
@@ -135,15 +156,15 @@ export function dnsSuite(lab: BenchLab): string {
       const r = result[c.label]!;
       for (const kind of ['local', 'forwarded'] as const) {
         const l = r[kind];
-        const ratio = c.label === 'cnikit dns' ? `${f(l.qps / ard[kind].qps)}x / ${f(l.p99 / ard[kind].p99)}x` : '—';
-        rows.push(`| ${c.label} | ${kind} | ${Math.round(l.qps)} | ${f(l.p50)} | ${f(l.p99)} | ${l.answered} | ${l.lost} | ${l.failed} | ${ratio} | ${f(r.rss)} |`);
+        const ratio = c.label === 'cnikit dns' ? `${f(l.qps / ard[kind].qps)}x / ${f(l.p99 / ard[kind].p99)}x / ${f(r.cpu[kind] / ard.cpu[kind])}x` : '—';
+        rows.push(`| ${c.label} | ${kind} | ${Math.round(l.qps)} | ${f(l.p50)} | ${f(l.p99)} | ${Math.round(r.cpu[kind])} | ${l.answered} | ${l.lost} | ${l.failed} | ${ratio} | ${f(r.rss)} |`);
       }
     }
     return [
       `### dns: ${QUERIES} A questions per row over UDP, ${CONCURRENCY} in flight, ${NETWORKS} networks x ${PER_NETWORK} containers`,
       '',
-      '| server | names | queries/s | p50 ms | p99 ms | answered | lost | not NOERROR | vs aardvark (qps / p99) | RSS MiB after |',
-      '|---|---|---|---|---|---|---|---|---|---|',
+      '| server | names | queries/s | p50 ms | p99 ms | server CPU µs/question | answered | lost | not NOERROR | vs aardvark (qps / p99 / CPU) | RSS MiB after |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
       'local: a container name of the network asked on; forwarded: a name only the upstream (another namespace) knows. One load generator (Bun) on the same 2-core machine as both servers, so absolute figures are low and noisy; compare the ratios.',
