@@ -6,7 +6,7 @@
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { Zones, FORMERR, NOTIMP, SERVFAIL, type Answer } from './zone.ts';
-import { Forwarder } from './forward.ts';
+import { Forwarder, questionEnd } from './forward.ts';
 import { listenUdp, type UdpListener } from './udp.ts';
 
 export const TTL = 60;
@@ -45,7 +45,7 @@ function udpLimit(q: dnsPacket.DecodedPacket): number {
 function truncated(reply: Buffer, limit: number): Buffer {
   if (reply.length <= limit) return reply;
   // Header and question only, TC set: the client asks again over TCP.
-  const end = Math.min(reply.length, questionEndOf(reply));
+  const end = Math.min(reply.length, questionEnd(reply));
   const b = Buffer.from(reply.subarray(0, end));
   b.writeUInt16BE(0, 6);
   b.writeUInt16BE(0, 8);
@@ -54,16 +54,6 @@ function truncated(reply: Buffer, limit: number): Buffer {
   return b;
 }
 
-function questionEndOf(msg: Buffer): number {
-  let off = 12;
-  while (off < msg.length) {
-    const len = msg[off]!;
-    if (len === 0) return off + 5;
-    if ((len & 0xc0) === 0xc0) return off + 6;
-    off += len + 1;
-  }
-  return msg.length;
-}
 
 /** Answers kept per zone generation, cleared on reload; bounded. */
 const MAX_CACHED = 4096;
