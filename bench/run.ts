@@ -11,6 +11,7 @@ import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Con
 import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
 import { criSuite } from './cri.ts';
 import { bandwidthSuite } from './bandwidth.ts';
+import { dnsSuite } from './dns.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -528,6 +529,7 @@ const suites: Record<string, Suite> = {
     out.push(NETAVARK_NOTE);
     return out.join('\n');
   },
+  dns: dnsSuite,
 };
 
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites);

@@ -39,6 +39,10 @@ export interface RunOptions {
   dnsSearch: string[];
   addHosts: string[];
   hostname?: string;
+  /** --network-alias: more names of the container on its network (user-defined networks). */
+  aliases?: string[];
+  /** --link NAME[:ALIAS]: Docker's legacy links, hosts entries for other containers. */
+  links?: string[];
   command: string[];
   /** runtimeConfig.bandwidth (--bandwidth-in/--bandwidth-out); the network's list must have a plugin with the bandwidth capability. */
   bandwidth?: BandwidthArgs;
@@ -80,11 +84,35 @@ function driver(): Driver {
   return new Driver({ cniPath: p.cniPath, cacheDir: p.cacheDir, timeoutMs: 60_000, ...(p.execPlugins ? { inProcess: false } : {}) });
 }
 
-function writeEtc(name: string, o: RunOptions, addresses: string[]): void {
+/** CNI_ARGS with the container's name, as Podman sends it (the dnsname plugin registers it). */
+function nameArgs(name: string): [string, string][] {
+  return [['IgnoreUnknown', '1'], ['K8S_POD_NAME', name]];
+}
+
+function resolvConf(servers: readonly string[], search: readonly string[]): string {
+  return [...servers.map((d) => `nameserver ${d}`), ...(search.length ? [`search ${search.join(' ')}`] : [])].join('\n') + '\n';
+}
+
+/** Hosts entries of --link NAME[:ALIAS]: the linked container's address under the alias and its name. */
+function linkEntries(links: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const l of links) {
+    const [target, alias] = l.split(':');
+    const c = target ? getContainer(target) : undefined;
+    if (!c) throw new Error(`--link ${l}: no container named ${target}`);
+    const names = alias && alias !== target ? `${alias}\t${target}` : target!;
+    for (const a of [...c.addresses, ...(c.extra ?? []).flatMap((e) => e.addresses)]) out.push(`${a.split('/')[0]}\t${names}`);
+  }
+  return out;
+}
+
+function writeEtc(name: string, o: RunOptions, addresses: string[], result: Result | undefined): void {
   const dir = join('/etc/netns', name);
   mkdirSync(dir, { recursive: true });
-  const resolv = [...o.dns.map((d) => `nameserver ${d}`), ...(o.dnsSearch.length ? [`search ${o.dnsSearch.join(' ')}`] : [])];
-  writeFileSync(join(dir, 'resolv.conf'), resolv.join('\n') + '\n');
+  // --dns wins; else the network's name server (dnsname's result), as Docker's embedded DNS.
+  const servers = o.dns.length > 0 ? o.dns : result?.dns?.nameservers ?? [];
+  const search = o.dnsSearch.length > 0 ? o.dnsSearch : o.dns.length > 0 ? [] : result?.dns?.search ?? [];
+  writeFileSync(join(dir, 'resolv.conf'), resolvConf(servers, search));
   const host = o.hostname ?? name;
   const hosts = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost', ...addresses.map((a) => `${a.split('/')[0]}\t${host}`)];
   for (const h of o.addHosts) {
@@ -92,6 +120,7 @@ function writeEtc(name: string, o: RunOptions, addresses: string[]): void {
     if (i <= 0) throw new Error(`--add-host ${h}: expected NAME:IP`);
     hosts.push(`${h.slice(i + 1)}\t${h.slice(0, i)}`);
   }
+  hosts.push(...linkEntries(o.links ?? []));
   writeFileSync(join(dir, 'hosts'), hosts.join('\n') + '\n');
 }
 
@@ -118,13 +147,15 @@ export async function runContainer(name: string, network: LoadedList | 'none', o
       if (o.publish.length > 0) caps.portMappings = o.publish;
       if (o.ip) caps.ips = [o.ip];
       if (o.bandwidth) caps.bandwidth = o.bandwidth;
-      const rt: RuntimeConf = { containerId, netns, ifname: 'eth0', capabilityArgs: caps };
+      if (o.aliases?.length) caps.aliases = { [network.conf.name]: o.aliases };
+      const rt: RuntimeConf = { containerId, netns, ifname: 'eth0', args: nameArgs(name), capabilityArgs: caps };
       result = await d.add(network, rt);
       undo.push(() => d.del(network, rt));
     }
     const addresses = (result?.ips ?? []).map((i) => i.address);
-    writeEtc(name, o, addresses);
+    // Undone also when writing fails half way (e.g. a --link to no container).
     undo.push(() => rmSync(join('/etc/netns', name), { recursive: true, force: true }));
+    writeEtc(name, o, addresses, result);
     const c: Container = {
       name,
       network: network === 'none' ? 'none' : network.conf.name,
@@ -193,7 +224,7 @@ export async function removeContainer(name: string, networkOf: (n: string) => Lo
 
 
 /** `network connect`: one more interface (eth1, eth2, …) on another network. */
-export async function connectContainer(name: string, list: LoadedList, ip?: string): Promise<{ ifname: string; addresses: string[] }> {
+export async function connectContainer(name: string, list: LoadedList, ip?: string, aliases: string[] = []): Promise<{ ifname: string; addresses: string[] }> {
   const c = getContainer(name);
   if (!c) throw new Error(`no container named ${name}`);
   if (networksOf(c).includes(list.conf.name)) throw new Error(`container ${name} is already connected to ${list.conf.name}`);
@@ -201,7 +232,14 @@ export async function connectContainer(name: string, list: LoadedList, ip?: stri
   let i = 1;
   while (used.has(`eth${i}`)) i++;
   const ifname = `eth${i}`;
-  const result = await driver().add(list, { containerId: c.containerId, netns: c.netns, ifname, capabilityArgs: ip ? { ips: [ip] } : {} });
+  const caps: Record<string, unknown> = {};
+  if (ip) caps.ips = [ip];
+  if (aliases.length > 0) caps.aliases = { [list.conf.name]: aliases };
+  const result = await driver().add(list, { containerId: c.containerId, netns: c.netns, ifname, args: nameArgs(name), capabilityArgs: caps });
+  // A container without a name server yet (run on the default bridge) gets this network's.
+  const resolv = join('/etc/netns', name, 'resolv.conf');
+  const servers = result.dns?.nameservers ?? [];
+  if (servers.length > 0 && !/^nameserver /m.test(readFileIfExists(resolv) ?? '')) writeFileSync(resolv, resolvConf(servers, result.dns?.search ?? []));
   const attached = { network: list.conf.name, ifname, addresses: (result.ips ?? []).map((x) => x.address) };
   c.extra = [...(c.extra ?? []), attached];
   writeFileAtomic(statePath(name), JSON.stringify(c, null, 2));

@@ -71,10 +71,11 @@ export function registerLab(program: Command): void {
     .command('connect <network> <container>')
     .description('attach a container to one more network (next free ethN)')
     .option('--ip <ip>', 'requested address')
-    .action(async (net: string, container: string, o: { ip?: string }) => {
+    .option('--alias <name>', 'another name of the container on this network (repeatable)', collect, [])
+    .action(async (net: string, container: string, o: { ip?: string; alias: string[] }) => {
       const list = net === 'bridge' ? ensureDefaultBridge() : findList(net);
       if (!list) throw new Error(`no network named ${net}`);
-      const a = await withProgress(`connecting ${container} to ${net}`, () => connectContainer(container, list, o.ip));
+      const a = await withProgress(`connecting ${container} to ${net}`, () => connectContainer(container, list, o.ip, o.alias));
       process.stdout.write(`${container} ${a.ifname} ${a.addresses.join(' ')}\n`);
     });
   network
@@ -105,12 +106,17 @@ export function registerLab(program: Command): void {
     .option('--hostname <name>', 'host name in the hosts file')
     .option('--bandwidth-in <rate>', 'shape traffic to the container, bits/s (10mbit, 10M, 500k); the network needs the bandwidth plugin')
     .option('--bandwidth-out <rate>', 'shape traffic from the container, bits/s; the network needs the bandwidth plugin')
-    .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string; bandwidthIn?: string; bandwidthOut?: string }) => {
+    .option('--network-alias <name>', 'another name of the container on a user-defined network (repeatable)', collect, [])
+    .option('--link <name[:alias]>', 'hosts entry for another container, also on the default bridge (repeatable)', collect, [])
+    .action(async (name: string, command: string[], o: { network: string; ip?: string; publish: string[]; dns: string[]; dnsSearch: string[]; addHost: string[]; hostname?: string; bandwidthIn?: string; bandwidthOut?: string; networkAlias: string[]; link: string[] }) => {
       const list = o.network === 'none' ? 'none' : o.network === 'bridge' ? ensureDefaultBridge() : findList(o.network);
       if (!list) throw new Error(`no network named ${o.network}`);
+      // As Docker: the default bridge and none have no name server to hold aliases.
+      if (o.networkAlias.length > 0 && (o.network === 'bridge' || o.network === 'none')) throw new Error('--network-alias works on user-defined networks only');
       const c = await withProgress(`starting ${name}`, () => runContainer(name, list, {
         network: o.network, ip: o.ip, publish: o.publish.map(parsePublish), dns: o.dns, dnsSearch: o.dnsSearch,
         addHosts: o.addHost, hostname: o.hostname, command, bandwidth: bandwidthArgs(o.bandwidthIn, o.bandwidthOut),
+        aliases: o.networkAlias, links: o.link,
       }));
       process.stdout.write(`${c.name} ${c.addresses.join(' ')}${c.ports.length ? ` ${c.ports.map(describePublished).join(', ')}` : ''}\n`);
     });

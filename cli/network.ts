@@ -68,6 +68,13 @@ function bridgeName(name: string, options: Record<string, string>): string {
   return `ck-${name}`.length <= 15 ? `ck-${name}` : `ck-${networkId(name).slice(0, 12)}`;
 }
 
+/** The domain of names on networks made here: `web1` also answers as `web1.dns.cnikit`. */
+export const CNIKIT_DOMAIN = 'dns.cnikit';
+
+function dnsnamePlugin(internal: boolean, dirs: { dataDir?: string }): Record<string, unknown> {
+  return { type: 'dnsname', domainName: CNIKIT_DOMAIN, capabilities: { aliases: true }, ...(internal ? { internal: true } : {}), ...dirs };
+}
+
 export function createNetwork(name: string, o: CreateOptions): LoadedList {
   if (!NAME.test(name)) throw new Error(`invalid network name "${name}": letters, digits, '_', '.', '-', starting with a letter or digit`);
   if ((BUILTIN as readonly string[]).includes(name) && name !== 'bridge') throw new Error(`${name} is a built-in network`);
@@ -106,6 +113,8 @@ export function createNetwork(name: string, o: CreateOptions): LoadedList {
         ipam: { type: 'host-local', ranges: plan.map((p) => p.ranges), ...dirs('networks') },
       },
       { type: 'portmap', capabilities: { portMappings: true }, ...dirs('plugins') },
+      // Name resolution on user-defined networks, as Docker's (its default bridge has none).
+      ...(name === 'bridge' ? [] : [dnsnamePlugin(o.internal, dirs('plugins'))]),
     ],
   };
   const { configDir } = paths();

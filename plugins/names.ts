@@ -1,6 +1,6 @@
 // The names the executable answers to as a plugin, by the name a runtime
 // execs, and the entry point each runs (paths from the repository root).
-export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local', 'bandwidth'] as const;
+export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local', 'bandwidth', 'dnsname'] as const;
 export type PluginName = (typeof PLUGIN_NAMES)[number];
 
 export const PLUGIN_ENTRIES: Record<PluginName, string> = {
@@ -11,6 +11,7 @@ export const PLUGIN_ENTRIES: Record<PluginName, string> = {
   portmap: './plugins/portmap/main.ts',
   'host-local': './ipam/host-local/main.ts',
   bandwidth: './plugins/bandwidth/main.ts',
+  dnsname: './plugins/dnsname/main.ts',
 };
 export const CLI_ENTRY = './cli/main.ts';
 /** Entry points the others import by their embedded path, only when needed (lib/sys embeddedModule). */

@@ -17,6 +17,7 @@ export const PLUGINS: Record<PluginName, Loader> = {
   portmap: async () => (await import('./portmap/index.ts')).portmapPlugin,
   'host-local': async () => (await import('../ipam/host-local/index.ts')).hostLocalPlugin,
   bandwidth: async () => (await import('./bandwidth/index.ts')).bandwidthPlugin,
+  dnsname: async () => (await import('./dnsname/index.ts')).dnsnamePlugin,
 };
 
 /** cnikit's own plugins as an in-process resolver for lib/invoke. */

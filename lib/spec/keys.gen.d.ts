@@ -4,6 +4,7 @@ import type { KeyTree } from './keys.ts';
 export declare const keysBandwidthConf: KeyTree;
 export declare const keysBridgeConf: KeyTree;
 export declare const keysNetConfList: KeyTree;
+export declare const keysDnsnameConf: KeyTree;
 export declare const keysErrorResult: KeyTree;
 export declare const keysHostLocalConf: KeyTree;
 export declare const keysHostConf: KeyTree;

@@ -105,6 +105,23 @@ export type BridgeConf = NetConf & {
  */
 export type InterfaceName = string;
 /**
+ * Options of the dnsname plugin: those Podman 4 writes ({"type":"dnsname","domainName":"dns.podman","capabilities":{"aliases":true}}), plus cnikit's own.
+ */
+export type DnsnameConf = NetConf & {
+  /**
+   * Domain of the network's names: a container `web` answers to `web` and `web.<domainName>` (default dns.podman, as Podman's).
+   */
+  domainName?: string;
+  /**
+   * cnikit: never forward names of this network's containers' queries upstream (default: internal when the prevResult has no default route).
+   */
+  internal?: boolean;
+  /**
+   * cnikit: where the plugin keeps its name records (default /run/cni/cnikit).
+   */
+  dataDir?: string;
+};
+/**
  * The network configuration as the host-local IPAM plugin receives it: the options of the reference host-local in the ipam section.
  */
 export type HostLocalConf = NetConf & {
@@ -165,6 +182,7 @@ export interface CnikitSchemas {
   BandwidthConf?: BandwidthConf;
   BridgeConf?: BridgeConf;
   NetConfList?: NetConfList;
+  DnsnameConf?: DnsnameConf;
   ErrorResult?: ErrorResult;
   HostLocalConf?: HostLocalConf;
   HostConf?: HostConf;
@@ -233,7 +251,12 @@ export interface RuntimeConfig {
   dns?: RuntimeDNS;
   ipRanges?: IPRange[][];
   bandwidth?: Bandwidth;
-  aliases?: string[];
+  /**
+   * Network aliases per network name, as Podman sends them: { "<network>": ["alias", ...] }.
+   */
+  aliases?: {
+    [k: string]: string[];
+  };
   [k: string]: unknown;
 }
 export interface PortMapping {

@@ -3,6 +3,7 @@ import type { ValidateFunction } from 'ajv';
 export declare const validateBandwidthConf: ValidateFunction;
 export declare const validateBridgeConf: ValidateFunction;
 export declare const validateNetConfList: ValidateFunction;
+export declare const validateDnsnameConf: ValidateFunction;
 export declare const validateErrorResult: ValidateFunction;
 export declare const validateHostLocalConf: ValidateFunction;
 export declare const validateHostConf: ValidateFunction;
