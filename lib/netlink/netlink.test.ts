@@ -65,6 +65,10 @@ describe('lib/netlink', () => {
     });
     seen = ipLink('tbr1')!;
     expect([seen.mtu, seen.address, seen.ifindex]).toEqual([1300, '02:00:00:00:00:aa', br.index]);
+    expect(inLab((nl) => nl.link('tbr1'))!.alias).toBeUndefined();
+    inLab((nl) => nl.setAlias(br.index, 'some alias'));
+    expect(inLab((nl) => nl.link('tbr1'))!.alias).toBe('some alias');
+    expect((ipLink('tbr1') as { ifalias?: string }).ifalias).toBe('some alias');
     expect(() => inLab((nl) => nl.createBridge('tbr1'))).toThrow(/EEXIST/);
     inLab((nl) => nl.deleteLink(br.index));
     expect(ipLink('tbr1')).toBeUndefined();
