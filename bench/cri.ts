@@ -6,13 +6,14 @@
 // RunPodSandbox (netns, pause container, the CNI ADD round with loopback)
 // and StopPodSandbox + RemovePodSandbox (two CNI DEL rounds), per pod,
 // with and without a hostPort; the contenders take turns pod by pod.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { type BenchLab, summarize, table, type Stats } from './harness.ts';
 import { ContainerdNode } from '../test/cri/node.ts';
 import { buildImage } from '../test/cri/image.ts';
 import { podConflist } from '../test/cri/pods.ts';
+import { sweepNodesWhere } from '../test/cri/sweep.ts';
 
 const PODS = Number(process.env.BENCH_CRI_PODS ?? 10);
 const REF_NAME = 'reference plugins';
@@ -57,7 +58,26 @@ async function lifecycle(sides: Side[], hostPort: boolean): Promise<{ run: Stats
   return { run: sides.map((s, k) => summarize(s.name, run[k]!)), remove: sides.map((s, k) => summarize(s.name, remove[k]!)) };
 }
 
+/** Bench runs that were killed leave their nodes running: their names carry the dead run's pid (base 36). */
+async function sweepKilledRuns(): Promise<void> {
+  const gone = (pid36: string) => {
+    const pid = Number.parseInt(pid36, 36);
+    return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !existsSync(`/proc/${pid}`);
+  };
+  await sweepNodesWhere(
+    (cmd) => {
+      const m = /\/cnikit-bench-([0-9a-z]+)\//.exec(cmd);
+      return m?.[1] !== undefined && gone(m[1]);
+    },
+    (cgroup) => {
+      const m = /^ckb([0-9a-z]+)-cri-/.exec(cgroup);
+      return m?.[1] !== undefined && gone(m[1]);
+    },
+  );
+}
+
 export async function criSuite(lab: BenchLab, dir: string, bins: { ours: string; ref: string }): Promise<string> {
+  await sweepKilledRuns();
   mkdirSync(dir, { recursive: true });
   const image = buildImage(join(dir, 'image'));
   const sides: Side[] = [];

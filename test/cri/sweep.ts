@@ -68,15 +68,25 @@ export async function removeCgroupTree(name: string): Promise<void> {
 }
 
 /** Kills the run's leftover containerd nodes and their pods and removes the pods' cgroups; returns how many node processes it killed. */
-export async function sweepNodes(prefix: string): Promise<number> {
+export function sweepNodes(prefix: string): Promise<number> {
   const marker = join(tmpdir(), `${prefix}-`);
+  return sweepNodesWhere((cmd) => cmd.includes(marker), (cgroup) => cgroup.startsWith(`${prefix}-`));
+}
+
+/**
+ * Kills the containerd nodes (and their shims) whose command line `ours`
+ * accepts, every process in their mount namespaces, and the processes in the
+ * top-level cgroups `ourCgroup` accepts, whose trees it then removes.
+ */
+export async function sweepNodesWhere(ours: (cmdline: string) => boolean, ourCgroup: (name: string) => boolean): Promise<number> {
   const mountNs = new Set<string>();
+  const self = read(() => readlinkSync('/proc/self/ns/mnt'));
   for (const pid of pids()) {
     const cmd = read(() => readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
-    // containerd (its --config) and its shims (their -address) name the run's directory.
-    if (!cmd?.includes(marker) || !cmd.split('\0')[0]!.includes('containerd')) continue;
+    // containerd (its --config) and its shims (their -address) name the node's directory.
+    if (!cmd || !cmd.split('\0')[0]!.includes('containerd') || !ours(cmd)) continue;
     const mnt = read(() => readlinkSync(`/proc/${pid}/ns/mnt`));
-    if (mnt && mnt !== read(() => readlinkSync('/proc/self/ns/mnt'))) mountNs.add(mnt);
+    if (mnt && mnt !== self) mountNs.add(mnt);
   }
   let killed = 0;
   if (mountNs.size > 0) {
@@ -95,7 +105,7 @@ export async function sweepNodes(prefix: string): Promise<number> {
   const names = new Set<string>();
   if (existsSync(cgroups)) {
     for (const ctrl of readdirSync(cgroups)) {
-      for (const e of read(() => readdirSync(join(cgroups, ctrl)).join('\n'))?.split('\n') ?? []) if (e.startsWith(`${prefix}-`)) names.add(e);
+      for (const e of read(() => readdirSync(join(cgroups, ctrl)).join('\n'))?.split('\n') ?? []) if (e && ourCgroup(e)) names.add(e);
     }
   }
   for (const n of names) await removeCgroupTree(n);
