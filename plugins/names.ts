@@ -1,6 +1,6 @@
 // The names the executable answers to as a plugin, by the name a runtime
 // execs, and the entry point each runs (paths from the repository root).
-export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local'] as const;
+export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local', 'firewall', 'tuning'] as const;
 export type PluginName = (typeof PLUGIN_NAMES)[number];
 
 export const PLUGIN_ENTRIES: Record<PluginName, string> = {
@@ -10,6 +10,8 @@ export const PLUGIN_ENTRIES: Record<PluginName, string> = {
   bridge: './plugins/bridge/main.ts',
   portmap: './plugins/portmap/main.ts',
   'host-local': './ipam/host-local/main.ts',
+  firewall: './plugins/firewall/main.ts',
+  tuning: './plugins/tuning/main.ts',
 };
 export const CLI_ENTRY = './cli/main.ts';
 /** Entry points the others import by their embedded path, only when needed (lib/sys embeddedModule). */

@@ -35,6 +35,7 @@ const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
 const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
+const IFLA_TXQLEN = 13;
 const IFLA_PROTINFO = 12;
 const IFLA_LINKINFO = 18;
 const IFLA_NET_NS_FD = 28;
@@ -49,6 +50,7 @@ const IFLA_BRPORT_ISOLATED = 33;
 
 const IFF_UP = 0x1;
 const IFF_PROMISC = 0x100;
+const IFF_ALLMULTI = 0x200;
 
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
@@ -86,6 +88,8 @@ export interface Link {
   kind: string;
   /** Index of the bridge (or other master) it is enslaved to. */
   masterIndex?: number;
+  /** The transmit queue length (IFLA_TXQLEN). */
+  txQLen?: number;
   /** For a veth: the peer's index (in the namespace linkNetnsId names, if set). */
   linkIndex?: number;
   linkNetnsId?: number;
@@ -191,6 +195,8 @@ function decodeLink(body: Uint8Array): Link {
   };
   const master = readU32(a.get(IFLA_MASTER));
   if (master) link.masterIndex = master;
+  const txq = readU32(a.get(IFLA_TXQLEN));
+  if (txq !== undefined) link.txQLen = txq;
   const peer = readU32(a.get(IFLA_LINK));
   if (peer !== undefined && peer !== index) link.linkIndex = peer;
   const nsid = readI32(a.get(IFLA_LINK_NETNSID));
@@ -366,6 +372,14 @@ export class Netlink {
 
   setPromisc(index: number, on: boolean): void {
     this.setLink(`set link #${index} promisc`, index, [], on ? IFF_PROMISC : 0, IFF_PROMISC);
+  }
+
+  setAllmulti(index: number, on: boolean): void {
+    this.setLink(`set link #${index} allmulticast`, index, [], on ? IFF_ALLMULTI : 0, IFF_ALLMULTI);
+  }
+
+  setTxQLen(index: number, len: number): void {
+    this.setLink(`set link #${index} txqueuelen ${len}`, index, [u32(IFLA_TXQLEN, len)]);
   }
 
   setMtu(index: number, mtu: number): void {
