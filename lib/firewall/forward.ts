@@ -13,6 +13,7 @@
 //                -d ADDR -m conntrack --ctstate RELATED,ESTABLISHED ... -j ACCEPT        (firewall: replies)
 //                -s ADDR ... -j ACCEPT                                                   (firewall: outbound)
 //                -d ADDR -p P --dport CP -m conntrack --ctstate DNAT --ctorigdstport HP ... -j ACCEPT (portmap: published)
+//                -s ADDR -p P --sport CP -m conntrack --ctstate DNAT --ctorigdstport HP ... -j ACCEPT (and its replies)
 //   FORWARD      -m comment --comment "cnikit ingress policy" -j CNIK-INGRESS           (first rule, before CNI-FORWARD)
 //   CNIK-INGRESS -d ADDR [! -i BRIDGE] -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT ... -j DROP
 // Every rule of an attachment carries the comment "cnikit:<owner>:<net>:<att>",
@@ -101,9 +102,12 @@ function familySpecs(key: AttachmentKey, req: ForwardRequest): FamilySpec[] {
     for (const n of [p.containerPort, p.hostPort]) {
       if (!Number.isInteger(n) || n < 1 || n > 65535) throw new FirewallError(`published port ${n} is outside 1-65535`);
     }
+    // The DNAT'd connection both ways: its replies are not "outbound" of a container without firewall.
+    const dnat = `-m conntrack --ctstate DNAT --ctorigdstport ${p.hostPort} ${comment} -j ACCEPT`;
+    const host = hostPrefix(p.container);
     of(p.container.family).accepts.push(
-      `${FORWARD_CHAIN} -d ${hostPrefix(p.container)} -p ${p.protocol} -m ${p.protocol} --dport ${p.containerPort} ` +
-        `-m conntrack --ctstate DNAT --ctorigdstport ${p.hostPort} ${comment} -j ACCEPT`,
+      `${FORWARD_CHAIN} -d ${host} -p ${p.protocol} -m ${p.protocol} --dport ${p.containerPort} ${dnat}`,
+      `${FORWARD_CHAIN} -s ${host} -p ${p.protocol} -m ${p.protocol} --sport ${p.containerPort} ${dnat}`,
     );
   }
   return [...specs.values()];

@@ -8,6 +8,8 @@ import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/i
 import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { PublishedPorts } from './published.ts';
+import { acceptPublished, unacceptPublished } from './forward.ts';
+import { gcForwardAccepts, iptablesUsable } from '../../lib/firewall/index.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
@@ -31,6 +33,8 @@ export interface PortmapRecord {
   masqAll: boolean;
   /** conditionsV4/V6: extra iptables match arguments of the DNAT rules. */
   conditions?: { 4?: string[]; 6?: string[] };
+  /** The published ports are also accepted in iptables' FORWARD (see forward.ts). */
+  forwardAccepts?: boolean;
 }
 
 function dataDir(conf: PortmapConf): string {
@@ -184,12 +188,20 @@ function add(ctx: Context<PortmapConf>): Result {
       snat: ctx.conf.snat ?? true,
       masqAll: ctx.conf.masqAll ?? false,
       ...(conditions ? { conditions } : {}),
+      ...(iptablesUsable() ? { forwardAccepts: true } : {}),
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
     records.create(r);
     index.add(key, ports);
     try {
       fw.addPortMappings(key, requestOf(r));
+      try {
+        if (r.forwardAccepts) acceptPublished(key, requestOf(r));
+      } catch (e) {
+        fw.delPortMappings(key, requestOf(r));
+        unacceptPublished(key, requestOf(r));
+        throw e;
+      }
     } catch (e) {
       index.remove(key, ports);
       records.remove(key);
@@ -219,6 +231,7 @@ function del(ctx: Context<PortmapConf>): void {
   const record = records.read(key);
   if (record) {
     openFirewall(record.backend).delPortMappings(key, requestOf(record));
+    if (record.forwardAccepts) unacceptPublished(key, requestOf(record));
     forget(ctx.conf, record);
     return;
   }
@@ -257,12 +270,14 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
     backends.add(r.backend);
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     openFirewall(r.backend).delPortMappings({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
+    if (r.forwardAccepts) unacceptPublished({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
     forget(ctx.conf, r);
   }
   // Rules whose record was lost.
   if (ctx.conf.backend) backends.add(ctx.conf.backend);
   const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
   for (const b of backends) openFirewall(b).gcPortMappings(ctx.conf.name, keepList);
+  if (iptablesUsable()) gcForwardAccepts('pub', ctx.conf.name, keepList);
 }
 
 export const portmapPlugin: Plugin<PortmapConf> = {
