@@ -5,10 +5,10 @@
 // bridges; for both backends.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from './lab.ts';
-import { bin, BIN } from './dist.ts';
+import { Lab, RUN_PREFIX } from './lab.ts';
+import { bin, BIN, DIST } from './dist.ts';
 import { startPeerServer, tcpAsk, addOutside, UPLINK } from './net.ts';
 
 let lab: Lab;
@@ -92,6 +92,12 @@ function network(backend: Backend, fw: Record<string, unknown> = {}) {
   return { name, bridge: bridgeConf.bridge, container, remove, run, firewallConf, records };
 }
 
+/** The comment the firewall plugin's rules of a container carry. */
+function tagOf(c: { ip: string }): string {
+  const line = lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').find((l) => l.includes(`-s ${c.ip}/32`) && l.includes('cnikit:fw:'));
+  return /--comment "?([^" ]+)"?/.exec(line ?? '')?.[1] ?? 'none';
+}
+
 /** Every filter rule or ingress set element of the lab host that names the address (masquerade is bridge's). */
 function rulesFor(ip: string): string[] {
   const saved = lab.exec('iptables-save', ['-t', 'filter']).stdout;
@@ -119,6 +125,14 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
     expect(tcpAsk(lab, outside, bare.ip, 80)).toBeUndefined();
     expect(net.records()).toEqual([`${c.id}@eth0.json`]);
     expect(net.run('firewall', 'CHECK', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
+    if (backend === 'iptables') {
+      // A rule removed behind the plugin's back: CHECK says so (code 100), a repeated ADD repairs it.
+      expect(lab.exec('iptables', ['-D', 'CNI-FORWARD', '-s', `${c.ip}/32`, '-m', 'comment', '--comment', tagOf(c), '-j', 'ACCEPT']).status).toBe(0);
+      expect(JSON.parse(net.run('firewall', 'CHECK', c.id, c.netns, net.firewallConf(c.last)).stdout)).toMatchObject({ code: 100 });
+      expect(net.run('firewall', 'ADD', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
+      expect(net.run('firewall', 'CHECK', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
+      expect(lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').filter((l) => l.includes(`-s ${c.ip}/32`) && l.includes('cnikit:fw:'))).toHaveLength(1);
+    }
 
     net.remove(c);
     net.remove(bare);
@@ -221,5 +235,35 @@ describe('firewall options and failures', () => {
     expect(net.records()).toEqual([`${keep.id}@eth0.json`]);
     net.remove(keep);
     net.remove({ ...gone, firewall: false });
+  });
+});
+
+describe('cnikit network create on a host with FORWARD policy DROP', () => {
+  it('its conflist chains firewall and tuning: a container reaches out and its published port answers from outside; rm leaves nothing', async () => {
+    const env = {
+      ...process.env,
+      CNIKIT_CONFIG_DIR: join(lab.dir, 'net.d'),
+      CNIKIT_STATE_DIR: join(lab.dir, 'cli-state'),
+      CNIKIT_CACHE_DIR: join(lab.dir, 'cache'),
+      CNIKIT_DATA_DIR: join(lab.dir, 'data'),
+      NODE_EXTRA_CA_CERTS: '',
+    };
+    const cnikit = (args: string[]) => lab.exec(join(DIST, 'cnikit'), args, { env });
+    const name = `${RUN_PREFIX}-web`;
+    expect(cnikit(['network', 'create', '--subnet', '10.71.200.0/24', 'dropnet']).stderr).toBe('');
+    const conflist = JSON.parse(readFileSync(join(lab.dir, 'net.d', 'dropnet.conflist'), 'utf8')) as { plugins: { type: string }[] };
+    expect(conflist.plugins.map((p) => p.type)).toEqual(['bridge', 'portmap', 'firewall', 'tuning']);
+    try {
+      const run = cnikit(['run', '--network', 'dropnet', '--ip', '10.71.200.8', '-p', '8070:80', name]);
+      expect(run.stderr).toBe('');
+      const netns = `/run/netns/${name}`;
+      await startPeerServer(netns, 'tcp', '0.0.0.0', 80, servers);
+      expect(tcpAsk(lab, netns, UPLINK.outside4, 9000)).toBe(HOST4);
+      expect(tcpAsk(lab, outside, HOST4, 8070)).toBe(UPLINK.outside4);
+    } finally {
+      expect(cnikit(['rm', '-f', name]).status).toBe(0);
+    }
+    expect(rulesFor('10.71.200.8')).toEqual([]);
+    expect(cnikit(['network', 'rm', 'dropnet']).status).toBe(0);
   });
 });
