@@ -25,6 +25,7 @@ beforeAll(async () => {
   expect(lab.exec('iptables', ['-P', 'FORWARD', 'DROP']).status).toBe(0);
   expect(lab.exec('ip6tables', ['-P', 'FORWARD', 'DROP']).status).toBe(0);
   await startPeerServer(outside, 'tcp', UPLINK.outside4, 9000, servers);
+  await startPeerServer(outside, 'tcp', UPLINK.outside6, 9000, servers);
 }, 60_000);
 
 afterAll(() => {
@@ -43,7 +44,9 @@ function network(backend: Backend, fw: Record<string, unknown> = {}) {
   const base = { cniVersion: '1.0.0', name };
   const bridgeConf = {
     ...base, type: 'bridge', bridge: `fwbr${n}`, isGateway: true, ipMasq: true, hairpinMode: true, ipMasqBackend: backend, dataDir: stateDir,
-    ipam: { type: 'host-local', ranges: [[{ subnet: `10.71.${n}.0/24` }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(lab.dir, 'ipam') },
+    ipam: {
+      type: 'host-local', ranges: [[{ subnet: `10.71.${n}.0/24` }], [{ subnet: `fd00:71:${n}::/64` }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }], dataDir: join(lab.dir, 'ipam'),
+    },
   };
   const portmapConf = (portMappings: object[], prevResult?: object) => ({
     ...base, type: 'portmap', backend, dataDir: stateDir, runtimeConfig: { portMappings }, ...(prevResult ? { prevResult } : {}),
@@ -71,9 +74,10 @@ function network(backend: Backend, fw: Record<string, unknown> = {}) {
       expect(fwAdd.stderr).toBe('');
       expect(fwAdd.status).toBe(0);
     }
-    const ip = prev.ips[0]!.address.split('/')[0]!;
-    await startPeerServer(netns, 'tcp', '0.0.0.0', 80, servers);
-    return { netns, id, prev, last, ip, ports, fwAdd, firewall: opts.firewall !== false };
+    const ip = prev.ips.find((i) => i.address.includes('.'))!.address.split('/')[0]!;
+    const ip6 = prev.ips.find((i) => i.address.includes(':'))!.address.split('/')[0]!;
+    await startPeerServer(netns, 'tcp', '::', 80, servers);
+    return { netns, id, prev, last, ip, ip6, ports, fwAdd, firewall: opts.firewall !== false };
   };
   type C = Awaited<ReturnType<typeof container>>;
   const remove = (c: C, netns: string | undefined = c.netns, withPrev = true) => {
@@ -90,6 +94,11 @@ function network(backend: Backend, fw: Record<string, unknown> = {}) {
     return existsSync(dir) ? readdirSync(dir) : [];
   };
   return { name, bridge: bridgeConf.bridge, container, remove, run, firewallConf, records };
+}
+
+function rulesFor6(ip: string): string[] {
+  const saved = lab.exec('ip6tables-save', ['-t', 'filter']).stdout;
+  return saved.split('\n').filter((l) => l.includes(`${ip}/128`));
 }
 
 /** The comment the firewall plugin's rules of a container carry. */
@@ -117,12 +126,15 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
     // A chained plugin that changes nothing returns the prevResult.
     expect(JSON.parse(c.fwAdd!.stdout)).toEqual(c.last);
     expect(tcpAsk(lab, c.netns, UPLINK.outside4, 9000)).toBe(HOST4);
+    expect(tcpAsk(lab, c.netns, UPLINK.outside6, 9000)).toBe(UPLINK.host6);
     // The published port of the container answers: portmap accepts exactly it in FORWARD.
     expect(tcpAsk(lab, outside, HOST4, 8080)).toBe(UPLINK.outside4);
+    expect(tcpAsk(lab, outside, UPLINK.host6, 8080)).toBe(UPLINK.outside6);
     // The bare container's published port also answers (portmap alone), its outbound does not.
     expect(tcpAsk(lab, outside, HOST4, 8081)).toBe(UPLINK.outside4);
     // Nothing else of the containers is open from outside: only the published port.
     expect(tcpAsk(lab, outside, bare.ip, 80)).toBeUndefined();
+    expect(tcpAsk(lab, bare.netns, UPLINK.outside6, 9000)).toBeUndefined();
     expect(net.records()).toEqual([`${c.id}@eth0.json`]);
     expect(net.run('firewall', 'CHECK', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
     if (backend === 'iptables') {
@@ -134,9 +146,11 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
       expect(lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').filter((l) => l.includes(`-s ${c.ip}/32`) && l.includes('cnikit:fw:'))).toHaveLength(1);
     }
 
+    expect(rulesFor6(c.ip6).length).toBeGreaterThan(0);
     net.remove(c);
     net.remove(bare);
     expect(rulesFor(c.ip)).toEqual([]);
+    expect(rulesFor6(c.ip6)).toEqual([]);
     expect(rulesFor(bare.ip)).toEqual([]);
     expect(net.records()).toEqual([]);
     expect(tcpAsk(lab, outside, HOST4, 8080)).toBeUndefined();
