@@ -6,9 +6,9 @@
 import type { TuningConf, Result } from '../../lib/spec/index.ts';
 import { validateTuningConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context, type Invocation } from '../../lib/skel/index.ts';
-import { Netlink, type Link } from '../../lib/netlink/index.ts';
+import { Netlink, readSysctl, writeSysctl, type Link } from '../../lib/netlink/index.ts';
 import { parseMac } from '../../lib/netlink/codec.ts';
-import { readFileIfExists, writeFile } from '../../lib/fs/index.ts';
+import { isNotFound } from '../../lib/fs/index.ts';
 import { withNetns, NetnsError } from '../../lib/netns/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { sysctlPath } from './sysctl.ts';
@@ -35,7 +35,7 @@ export interface TuningRecord {
 
 interface Wanted {
   link: LinkState;
-  /** key → { path under /proc/sys, value } */
+  /** key → { its '/'-separated name under /proc/sys, value } */
   sysctl: Array<{ key: string; path: string; value: string }>;
 }
 
@@ -108,12 +108,22 @@ function currentOf(l: Link, w: LinkState): LinkState {
   return old;
 }
 
+/** The value, or undefined when the entry does not exist in the current namespace. */
+function readIfExists(path: string): string | undefined {
+  try {
+    return readSysctl(path);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
 function restoreSysctls(saved: Record<string, string>, ifname: string): void {
   for (const key in saved) {
     const path = sysctlPath(key, ifname);
     if (typeof path !== 'string') continue;
     try {
-      writeFile(path, saved[key]!);
+      writeSysctl(path, saved[key]!);
     } catch {
       // The interface (and its conf entry) may be gone: nothing left to restore.
     }
@@ -137,9 +147,9 @@ function add(ctx: Context<TuningConf>): Result {
     // Read everything first: a key that does not exist changes nothing.
     const sysctl: Record<string, string> = {};
     for (const s of w.sysctl) {
-      const old = readFileIfExists(s.path);
+      const old = readIfExists(s.path);
       if (old === undefined) throw new CniError(ErrorCode.InvalidConfig, `sysctl "${s.key}" does not exist in the container's namespace`, 'field sysctl');
-      sysctl[s.key] = earlier?.sysctl[s.key] ?? old.trim();
+      sysctl[s.key] = earlier?.sysctl[s.key] ?? old;
     }
     return Netlink.with((nl) => {
       const l = linkOf(nl, ifname, netns);
@@ -149,7 +159,7 @@ function add(ctx: Context<TuningConf>): Result {
       try {
         for (const s of w.sysctl) {
           try {
-            writeFile(s.path, s.value);
+            writeSysctl(s.path, s.value);
           } catch (e) {
             throw new CniError(ErrorCode.InvalidConfig, `sysctl "${s.key}" = "${s.value}" was refused: ${(e as Error).message}`, 'field sysctl');
           }
@@ -202,7 +212,7 @@ function check(ctx: Context<TuningConf>): void {
   if (!w) return;
   withNetns(ctx.inv.netns, () => {
     for (const s of w.sysctl) {
-      const now = readFileIfExists(s.path)?.trim();
+      const now = readIfExists(s.path);
       if (now !== s.value.trim()) throw new CniError(ErrorCode.CheckFailed, `sysctl "${s.key}" is ${JSON.stringify(now)}, not ${JSON.stringify(s.value)}`);
     }
     Netlink.with((nl) => {

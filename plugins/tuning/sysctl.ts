@@ -1,4 +1,5 @@
-// A tuning sysctl key → its file under /proc/sys/net, or why it is refused.
+// A tuning sysctl key → its '/'-separated name under /proc/sys (for
+// lib/netlink's readSysctl/writeSysctl), or why it is refused.
 // Keys are as the reference takes them (net.ipv4.conf.IFNAME.arp_notify,
 // IFNAME standing for the container's interface) or with '/' separators
 // (net/ipv4/conf/eth0.100/arp_notify, for interface names with dots). Every
@@ -28,5 +29,5 @@ export function sysctlPath(key: string, ifname: string): string | { reason: stri
     if (!ok) return { reason: `segment "${p.replace(/[^\x20-\x7e]/g, '?')}" is not a plain name` };
   }
   if (perInterface && parts.length !== 5) return { reason: 'an interface sysctl is net.ipv4|ipv6.conf|neigh.<interface>.<name>' };
-  return `/proc/sys/${parts.join('/')}`;
+  return parts.join('/');
 }
