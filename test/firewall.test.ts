@@ -93,7 +93,7 @@ function network(backend: Backend, fw: Record<string, unknown> = {}) {
     const dir = join(stateDir, 'firewall', name);
     return existsSync(dir) ? readdirSync(dir) : [];
   };
-  return { name, bridge: bridgeConf.bridge, container, remove, run, firewallConf, records };
+  return { name, bridge: bridgeConf.bridge, container, remove, run, firewallConf, portmapConf, records };
 }
 
 function rulesFor6(ip: string): string[] {
@@ -137,6 +137,7 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
     expect(tcpAsk(lab, bare.netns, UPLINK.outside6, 9000)).toBeUndefined();
     expect(net.records()).toEqual([`${c.id}@eth0.json`]);
     expect(net.run('firewall', 'CHECK', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
+    expect(net.run('portmap', 'CHECK', c.id, c.netns, net.portmapConf(c.ports, c.prev)).status).toBe(0);
     if (backend === 'iptables') {
       // A rule removed behind the plugin's back: CHECK says so (code 100), a repeated ADD repairs it.
       expect(lab.exec('iptables', ['-D', 'CNI-FORWARD', '-s', `${c.ip}/32`, '-m', 'comment', '--comment', tagOf(c), '-j', 'ACCEPT']).status).toBe(0);
@@ -144,6 +145,10 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
       expect(net.run('firewall', 'ADD', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
       expect(net.run('firewall', 'CHECK', c.id, c.netns, net.firewallConf(c.last)).status).toBe(0);
       expect(lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').filter((l) => l.includes(`-s ${c.ip}/32`) && l.includes('cnikit:fw:'))).toHaveLength(1);
+      // The same for portmap's accept of the published port.
+      const pub = lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').find((l) => l.includes(`-d ${c.ip}/32`) && l.includes('cnikit:pub:'))!;
+      expect(lab.exec('iptables', ['-D', ...pub.split(' ').slice(1)]).status).toBe(0);
+      expect(JSON.parse(net.run('portmap', 'CHECK', c.id, c.netns, net.portmapConf(c.ports, c.prev)).stdout)).toMatchObject({ code: 100 });
     }
 
     expect(rulesFor6(c.ip6).length).toBeGreaterThan(0);

@@ -116,6 +116,11 @@ describe('tuning', () => {
       expect(link(c.netns).mtu).toBe(before.mtu);
       expect(sysctl(c.netns, 'net.ipv4.conf.eth0.arp_notify')).toBe('0');
     }
+    // A value the kernel refuses after another key was already set: that one is put back.
+    const refused = run('tuning', 'ADD', c.id, c.netns, conf({ type: 'tuning', prevResult: c.prev, sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1', 'net.ipv4.conf.eth0.arp_ignore': 'lots' } }));
+    expect(JSON.parse(refused.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('arp_ignore') });
+    expect(sysctl(c.netns, 'net.ipv4.conf.eth0.arp_notify')).toBe('0');
+    expect(sysctl(c.netns, 'net.ipv4.conf.eth0.arp_ignore')).toBe('0');
     const badMac = run('tuning', 'ADD', c.id, c.netns, conf({ type: 'tuning', prevResult: c.prev, mac: '01:00:5e:00:00:01' }));
     expect(JSON.parse(badMac.stdout)).toMatchObject({ code: 7 });
     expect(records()).toEqual([]);

@@ -4,7 +4,7 @@
 // port does not answer from other hosts. Exactly the published container
 // address and port are accepted, and only for connections DNAT'd from the
 // published host port (see lib/firewall/forward.ts).
-import { addForwardAccepts, delForwardAccepts, type AttachmentKey, type PortMappingRequest, type PublishedAccept } from '../../lib/firewall/index.ts';
+import { addForwardAccepts, delForwardAccepts, checkForwardAccepts, type AttachmentKey, type PortMappingRequest, type PublishedAccept } from '../../lib/firewall/index.ts';
 import { flattenPorts } from '../../lib/firewall/ports.ts';
 
 function publishedOf(req: PortMappingRequest): PublishedAccept[] {
@@ -24,4 +24,9 @@ export function acceptPublished(key: AttachmentKey, req: PortMappingRequest): vo
 export function unacceptPublished(key: AttachmentKey, req: PortMappingRequest): void {
   const published = publishedOf(req);
   if (published.length > 0) delForwardAccepts(key, { owner: 'pub', addresses: [], published });
+}
+
+export function checkPublished(key: AttachmentKey, req: PortMappingRequest): void {
+  const published = publishedOf(req);
+  if (published.length > 0) checkForwardAccepts(key, { owner: 'pub', addresses: [], published });
 }

@@ -8,7 +8,7 @@ import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/i
 import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { PublishedPorts } from './published.ts';
-import { acceptPublished, unacceptPublished } from './forward.ts';
+import { acceptPublished, unacceptPublished, checkPublished } from './forward.ts';
 import { gcForwardAccepts, iptablesUsable } from '../../lib/firewall/index.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
@@ -256,6 +256,7 @@ function check(ctx: Context<PortmapConf>): void {
   if (!record) throw new CniError(ErrorCode.CheckFailed, `no ports are published for container ${ctx.inv.containerId} (${ctx.inv.ifname})`);
   try {
     openFirewall(record.backend).checkPortMappings(keyOf(ctx), requestOf(record));
+    if (record.forwardAccepts) checkPublished(keyOf(ctx), requestOf(record));
   } catch (e) {
     throw new CniError(ErrorCode.CheckFailed, (e as Error).message);
   }
