@@ -147,7 +147,7 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
       expect(lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').filter((l) => l.includes(`-s ${c.ip}/32`) && l.includes('cnikit:fw:'))).toHaveLength(1);
       // The same for portmap's accept of the published port.
       const pub = lab.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').find((l) => l.includes(`-d ${c.ip}/32`) && l.includes('cnikit:pub:'))!;
-      expect(lab.exec('iptables', ['-D', ...pub.split(' ').slice(1)]).status).toBe(0);
+      expect(lab.exec('iptables', ['-D', ...pub.replaceAll('"', '').split(' ').slice(1)]).status).toBe(0);
       expect(JSON.parse(net.run('portmap', 'CHECK', c.id, c.netns, net.portmapConf(c.ports, c.prev)).stdout)).toMatchObject({ code: 100 });
     }
 
