@@ -4,7 +4,7 @@
 // published ports from an outside namespace, ingress policies between
 // bridges; for both backends.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
@@ -285,4 +285,36 @@ describe('cnikit network create on a host with FORWARD policy DROP', () => {
     expect(rulesFor('10.71.200.8')).toEqual([]);
     expect(cnikit(['network', 'rm', 'dropnet']).status).toBe(0);
   });
+});
+
+describe('firewall ADDs and DELs in parallel on a fresh host', () => {
+  it('build the shared chains once, and every container gets exactly its rules', async () => {
+    const fresh = Lab.create();
+    try {
+      const netns = fresh.container();
+      const conf = (i: number) => ({
+        cniVersion: '1.0.0', name: 'par', type: 'firewall', backend: 'iptables', dataDir: join(fresh.dir, 'state'),
+        prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: netns }], ips: [{ address: `10.73.0.${i + 2}/24`, interface: 0 }] },
+      });
+      const call = (command: string, i: number) => new Promise<number | null>((resolve) => {
+        const child = spawn('nsenter', [`--net=${fresh.hostPath}`, '--', bin('firewall')], {
+          env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: `par${i}`, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: BIN },
+          stdio: ['pipe', 'ignore', 'ignore'],
+        });
+        child.stdin.end(JSON.stringify(conf(i)));
+        child.on('exit', resolve);
+      });
+      const N = 12;
+      expect(await Promise.all(Array.from({ length: N }, (_, i) => call('ADD', i)))).toEqual(Array(N).fill(0));
+      const forward = fresh.exec('iptables', ['-S', 'FORWARD']).stdout;
+      expect(forward.split('\n').filter((l) => l.includes('-j CNI-FORWARD'))).toHaveLength(1);
+      const chain = fresh.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n');
+      for (let i = 0; i < N; i++) expect(chain.filter((l) => l.includes(`10.73.0.${i + 2}/32`)), `container ${i}`).toHaveLength(2);
+      expect(chain[1]).toContain('-j CNI-ADMIN');
+      expect(await Promise.all(Array.from({ length: N }, (_, i) => call('DEL', i)))).toEqual(Array(N).fill(0));
+      expect(fresh.exec('iptables', ['-S', 'CNI-FORWARD']).stdout.split('\n').filter((l) => l.includes('10.73.0.'))).toEqual([]);
+    } finally {
+      fresh.destroy();
+    }
+  }, 120_000);
 });
