@@ -9,7 +9,6 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Contender } from './harness.ts';
 import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
-import { metaSuite } from './meta.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -426,7 +425,6 @@ function netavarkParallel(lab: BenchLab, nv: Netavark, cmd: 'ADD' | 'DEL'): Cont
 }
 
 const suites: Record<string, Suite> = {
-  meta: (lab) => metaSuite(lab, { ours: OURS, ref: REF, dir: benchDir, rounds: ROUNDS }),
   parallel: (lab) => {
     const specs = CHAINS.map((c) => ({ ...c, dir: c.tag === 'ref' ? REF : OURS }));
     const rounds = Math.max(3, Math.floor(ROUNDS / 5));
