@@ -240,13 +240,15 @@ function del(ctx: Context<PortmapConf>): void {
   const containers = ctx.prevResult ? containerAddresses(ctx.prevResult) : [];
   if (wanted.length === 0 || containers.length === 0) return;
   const { conditions, backend } = conditionsAndBackend(ctx.conf);
-  openFirewall(backend).delPortMappings(key, requestOf({
+  const request = requestOf({
     containers: formatPrefixes(containers),
     ports: wanted,
     snat: ctx.conf.snat ?? true,
     masqAll: ctx.conf.masqAll ?? false,
     conditions,
-  }));
+  });
+  openFirewall(backend).delPortMappings(key, request);
+  if (iptablesUsable()) unacceptPublished(key, request);
 }
 
 function check(ctx: Context<PortmapConf>): void {
