@@ -5,7 +5,7 @@
 // bridges; for both backends.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { bin, BIN, DIST } from './dist.ts';
@@ -171,6 +171,17 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
     expect(net.records()).toEqual([]);
     const again = net.run('firewall', 'DEL', c.id, undefined, net.firewallConf());
     expect(again.status).toBe(0);
+  });
+
+  it('portmap DEL without its record (data dir lost) still removes the FORWARD accepts the config and prevResult name', async () => {
+    const net = network(backend);
+    const port = backend === 'iptables' ? 8092 : 8093;
+    const c = await net.container({ firewall: false, ports: [{ hostPort: port, containerPort: 80, protocol: 'tcp' }] });
+    expect(tcpAsk(lab, outside, HOST4, port)).toBe(UPLINK.outside4);
+    expect(rulesFor(c.ip).length).toBeGreaterThan(0);
+    rmSync(join(lab.dir, 'state', 'portmap', net.name, `${c.id}@eth0.json`));
+    net.remove(c);
+    expect(rulesFor(c.ip)).toEqual([]);
   });
 
   it('ingressPolicy same-bridge: a container on another bridge cannot connect in, one on the same bridge can; replies and published ports pass', async () => {
