@@ -53,6 +53,7 @@ afterAll(() => {
   for (const n of names) podman(['rm', '-f', '-t', '0', n]);
   // Podman's own conflist has no dataDir: host-local keeps its leases in the default place.
   rmSync(join('/var/lib/cni/networks', PODMAN_NET), { recursive: true, force: true });
+  for (const plugin of ['bridge', 'portmap', 'firewall', 'tuning']) rmSync(join(RECORDS, plugin, PODMAN_NET), { recursive: true, force: true });
   for (const s of servers) s.kill('SIGKILL');
   lab?.destroy();
 });
