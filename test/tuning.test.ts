@@ -111,7 +111,7 @@ describe('tuning', () => {
     for (const key of ['kernel.hostname', 'net.ipv4.conf.eth0..arp_notify', 'net/../kernel/hostname', 'net/ipv4/conf/../../../kernel/hostname', 'net.ipv4.conf.eth0.arp_notify/../x', '/proc/sys/net/ipv4/ip_forward', 'net.ipv4.conf.eth0.no_such_key']) {
       const r = run('tuning', 'ADD', c.id, c.netns, conf({ type: 'tuning', prevResult: c.prev, mtu: 1300, sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1', [key]: '1' } }));
       const err = JSON.parse(r.stdout) as { code: number; msg: string };
-      expect(err.code, key).toBe(7);
+      expect(err.code, `${key}: ${r.stdout}`).toBe(7);
       expect(err.msg).toContain('sysctl');
       expect(link(c.netns).mtu).toBe(before.mtu);
       expect(sysctl(c.netns, 'net.ipv4.conf.eth0.arp_notify')).toBe('0');
