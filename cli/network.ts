@@ -1,5 +1,5 @@
 // `cnikit network create|ls|inspect|rm|prune`: networks stored as CNI
-// conflists (bridge + host-local + portmap) in the config dir, so Podman and
+// conflists (bridge + host-local + portmap + firewall + tuning) in the config dir, so Podman and
 // containerd can use them too. Subnets come from ipam/pools.ts.
 import { writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -113,6 +113,10 @@ export function createNetwork(name: string, o: CreateOptions): LoadedList {
         ipam: { type: 'host-local', ranges: plan.map((p) => p.ranges), ...dirs('networks') },
       },
       { type: 'portmap', capabilities: { portMappings: true }, ...dirs('plugins') },
+      // As Podman writes its conflists: firewall lets the containers' traffic
+      // through a host whose FORWARD policy drops (Docker, firewalld installed).
+      { type: 'firewall', backend: '', ...dirs('plugins') },
+      { type: 'tuning', ...dirs('plugins') },
       // Name resolution on user-defined networks, as Docker's (its default bridge has none).
       ...(name === 'bridge' ? [] : [dnsnamePlugin(o.internal, dirs('plugins'))]),
     ],

@@ -1,6 +1,6 @@
 // The names the executable answers to as a plugin, by the name a runtime
 // execs, and the entry point each runs (paths from the repository root).
-export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local', 'bandwidth', 'dnsname'] as const;
+export const PLUGIN_NAMES = ['none', 'loopback', 'host', 'bridge', 'portmap', 'host-local', 'firewall', 'tuning', 'bandwidth', 'dnsname'] as const;
 export type PluginName = (typeof PLUGIN_NAMES)[number];
 
 export const PLUGIN_ENTRIES: Record<PluginName, string> = {
@@ -10,6 +10,8 @@ export const PLUGIN_ENTRIES: Record<PluginName, string> = {
   bridge: './plugins/bridge/main.ts',
   portmap: './plugins/portmap/main.ts',
   'host-local': './ipam/host-local/main.ts',
+  firewall: './plugins/firewall/main.ts',
+  tuning: './plugins/tuning/main.ts',
   bandwidth: './plugins/bandwidth/main.ts',
   dnsname: './plugins/dnsname/main.ts',
 };

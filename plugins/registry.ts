@@ -16,6 +16,8 @@ export const PLUGINS: Record<PluginName, Loader> = {
   bridge: async () => (await import('./bridge/index.ts')).bridgePlugin,
   portmap: async () => (await import('./portmap/index.ts')).portmapPlugin,
   'host-local': async () => (await import('../ipam/host-local/index.ts')).hostLocalPlugin,
+  firewall: async () => (await import('./firewall/index.ts')).firewallPlugin,
+  tuning: async () => (await import('./tuning/index.ts')).tuningPlugin,
   bandwidth: async () => (await import('./bandwidth/index.ts')).bandwidthPlugin,
   dnsname: async () => (await import('./dnsname/index.ts')).dnsnamePlugin,
 };

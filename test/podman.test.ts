@@ -1,17 +1,21 @@
 // Podman as a real client: its CNI backend runs cnikit's plugins (dist/bin)
-// on a network made by `cnikit network create`, for a busybox httpd
-// container with -p 8080:80. Podman runs inside the lab host namespace
+// on a network made by `cnikit network create` and on one made by `podman
+// network create` (Podman's own conflist: bridge, portmap, firewall, tuning),
+// for a busybox httpd container with -p 8080:80, also on a lab host whose
+// FORWARD policy drops. Podman runs inside the lab host namespace
 // (nsenter, not `ip netns exec`, which remounts /sys) with all its state in
 // the lab's temporary dir.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readdirSync, existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readdirSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { BIN, DIST } from './dist.ts';
 import { addOutside, startPeerServer, UPLINK } from './net.ts';
 
 const CACHE = '/var/lib/cni/results';
+const PODMAN_NET = `${RUN_PREFIX}-pnet`;
+const RECORDS = '/run/cni/cnikit';
 let lab: Lab;
 let outside: string;
 let env: NodeJS.ProcessEnv;
@@ -47,6 +51,9 @@ beforeAll(async () => {
 
 afterAll(() => {
   for (const n of names) podman(['rm', '-f', '-t', '0', n]);
+  // Podman's own conflist has no dataDir: host-local keeps its leases in the default place.
+  rmSync(join('/var/lib/cni/networks', PODMAN_NET), { recursive: true, force: true });
+  for (const plugin of ['bridge', 'portmap', 'firewall', 'tuning']) rmSync(join(RECORDS, plugin, PODMAN_NET), { recursive: true, force: true });
   for (const s of servers) s.kill('SIGKILL');
   lab?.destroy();
 });
@@ -55,11 +62,11 @@ function podman(args: string[]) {
   return lab.exec('podman', args, { env });
 }
 
-function runHttpd(suffix: string): string {
+function runHttpd(suffix: string, network = 'podnet'): string {
   const name = `${RUN_PREFIX}-${suffix}`;
   names.push(name);
   const r = podman([
-    'run', '-d', '--name', name, '--network', 'podnet', '-p', '8080:80',
+    'run', '-d', '--name', name, '--network', network, '-p', '8080:80',
     '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--stop-signal', 'SIGKILL',
     '--rootfs', rootfs, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', '/www',
   ]);
@@ -106,5 +113,70 @@ describe('Podman on cnikit', () => {
     expect(existsSync(join(CACHE, `podnet-${id}-eth0`))).toBe(false);
     // Podman's own DEL afterwards finds nothing to do and still succeeds.
     expect(podman(['rm', '-f', '-t', '0', `${RUN_PREFIX}-httpd2`]).status).toBe(0);
+  });
+});
+
+/** Lines of the lab host's iptables (every table) and nftables rules and elements that name the address. */
+function firewallLinesFor(ip: string): string[] {
+  const re = new RegExp(`(^|[^0-9.])${ip.replaceAll('.', '\\.')}([^0-9]|$)`);
+  const text = [lab.exec('iptables-save', []).stdout, lab.exec('nft', ['list', 'ruleset']).stdout].join('\n');
+  return text.split('\n').filter((l) => re.test(l));
+}
+
+function recordsOf(network: string): string[] {
+  const out: string[] = [];
+  for (const plugin of ['bridge', 'portmap', 'firewall', 'tuning']) {
+    const dir = join(RECORDS, plugin, network);
+    if (existsSync(dir)) out.push(...readdirSync(dir).map((f) => `${plugin}/${f}`));
+  }
+  return out;
+}
+
+describe("Podman's own conflist (podman network create) on cnikit", () => {
+  const podLeases = () => {
+    const dir = join('/var/lib/cni/networks', PODMAN_NET);
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('10.')) : [];
+  };
+
+  /** One container's life on Podman's network: what a user checks. */
+  function lifecycle(suffix: string): void {
+    const name = `${RUN_PREFIX}-${suffix}`;
+    const id = runHttpd(suffix, PODMAN_NET);
+    const leased = podLeases();
+    expect(leased).toHaveLength(1);
+    const ip = leased[0]!;
+    // The address Podman reports is the one cnikit's host-local leased.
+    const inspect = JSON.parse(podman(['inspect', name]).stdout) as { NetworkSettings: { Networks: Record<string, { IPAddress: string }> } }[];
+    expect(inspect[0]!.NetworkSettings.Networks[PODMAN_NET]!.IPAddress).toBe(ip);
+    expect(httpGet()).toMatch(/^HTTP\/1\.[01] 200 OK[\s\S]*hello from busybox/);
+    const out = podman(['exec', name, '/bin/busybox', 'nc', UPLINK.outside4, '9000']);
+    expect(out.stdout.trim()).toBe(UPLINK.host4);
+    // tuning as Podman writes it has no options: it changes nothing and keeps no record.
+    expect(recordsOf(PODMAN_NET).sort()).toEqual(['bridge', 'firewall', 'portmap'].map((p) => `${p}/${id}@eth0.json`));
+
+    expect(podman(['rm', '-f', '-t', '0', name]).status).toBe(0);
+    expect(podLeases()).toEqual([]);
+    expect(veths()).toEqual([]);
+    expect(firewallLinesFor(ip)).toEqual([]);
+    expect(recordsOf(PODMAN_NET)).toEqual([]);
+    expect(httpGet()).toBeUndefined();
+  }
+
+  it('podman network create writes bridge, portmap, firewall and tuning, all run from cnikit', () => {
+    const created = podman(['network', 'create', '--subnet', '10.98.0.0/24', PODMAN_NET]);
+    expect(created.stderr).toBe('');
+    expect(created.status).toBe(0);
+    const conflist = JSON.parse(readFileSync(join(lab.dir, 'net.d', `${PODMAN_NET}.conflist`), 'utf8')) as { plugins: { type: string }[] };
+    expect(conflist.plugins.map((p) => p.type)).toEqual(expect.arrayContaining(['bridge', 'portmap', 'firewall', 'tuning']));
+    lifecycle('pod1');
+  });
+
+  it('the same on a host whose FORWARD policy drops: outbound flows and the published port answers from outside', () => {
+    expect(lab.exec('iptables', ['-P', 'FORWARD', 'DROP']).status).toBe(0);
+    try {
+      lifecycle('pod2');
+    } finally {
+      lab.exec('iptables', ['-P', 'FORWARD', 'ACCEPT']);
+    }
   });
 });

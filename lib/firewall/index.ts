@@ -11,6 +11,7 @@ export * from './types.ts';
 export { addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck } from './macspoof.ts';
 export { checkConditions } from './iptables-ports.ts';
 export { findTool } from './exec.ts';
+export { addForwardAccepts, delForwardAccepts, checkForwardAccepts, gcForwardAccepts, type ForwardRequest, type PublishedAccept, type IngressPolicy } from './forward.ts';
 
 /**
  * Whether the iptables tools can work here, without running them (an exec
@@ -18,7 +19,7 @@ export { findTool } from './exec.ts';
  * the legacy variant also needs the kernel's x_tables (the nf_tables variant
  * only needs nf_tables, like nft).
  */
-function iptablesUsable(): boolean {
+export function iptablesUsable(): boolean {
   const path = findTool('iptables-restore');
   if (!path) return false;
   const target = realPath(path) ?? path;

@@ -58,6 +58,7 @@ const IFLA_BRPORT_ISOLATED = 33;
 
 const IFF_UP = 0x1;
 export const IFF_PROMISC = 0x100;
+const IFF_ALLMULTI = 0x200;
 
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
@@ -95,6 +96,8 @@ export interface Link {
   kind: string;
   /** Index of the bridge (or other master) it is enslaved to. */
   masterIndex?: number;
+  /** The transmit queue length (IFLA_TXQLEN). */
+  txQLen?: number;
   /** For a veth: the peer's index (in the namespace linkNetnsId names, if set). */
   linkIndex?: number;
   linkNetnsId?: number;
@@ -202,6 +205,8 @@ function decodeLink(body: Uint8Array): Link {
   };
   const master = readU32(a.get(IFLA_MASTER));
   if (master) link.masterIndex = master;
+  const txq = readU32(a.get(IFLA_TXQLEN));
+  if (txq !== undefined) link.txQLen = txq;
   const peer = readU32(a.get(IFLA_LINK));
   const nsid = readI32(a.get(IFLA_LINK_NETNSID));
   // A peer in another namespace may have the same index as this link there.
@@ -394,6 +399,14 @@ export class Netlink {
 
   setPromisc(index: number, on: boolean): void {
     this.setLink(`set link #${index} promisc`, index, [], on ? IFF_PROMISC : 0, IFF_PROMISC);
+  }
+
+  setAllmulti(index: number, on: boolean): void {
+    this.setLink(`set link #${index} allmulticast`, index, [], on ? IFF_ALLMULTI : 0, IFF_ALLMULTI);
+  }
+
+  setTxQLen(index: number, len: number): void {
+    this.setLink(`set link #${index} txqueuelen ${len}`, index, [u32(IFLA_TXQLEN, len)]);
   }
 
   setMtu(index: number, mtu: number): void {

@@ -122,6 +122,31 @@ export type DnsnameConf = NetConf & {
   dataDir?: string;
 };
 /**
+ * Options of the firewall meta plugin: those of the reference firewall plugin.
+ */
+export type FirewallConf = NetConf & {
+  /**
+   * Where the ingress policy lives; absent or empty: iptables when installed, else nftables. firewalld only when its D-Bus service answers.
+   */
+  backend?: '' | 'iptables' | 'nftables' | 'firewalld';
+  /**
+   * The chain evaluated first in CNI-FORWARD (default CNI-ADMIN); created if missing, never flushed.
+   */
+  iptablesAdminChainName?: string;
+  /**
+   * firewalld backend: the zone the container's addresses go to (default trusted).
+   */
+  firewalldZone?: string;
+  /**
+   * open (default); same-bridge: new connections in only from the same bridge; isolated: none (replies and published ports pass).
+   */
+  ingressPolicy?: '' | 'open' | 'same-bridge' | 'isolated';
+  /**
+   * cnikit: where the plugin keeps its records (default /run/cni/cnikit).
+   */
+  dataDir?: string;
+};
+/**
  * The network configuration as the host-local IPAM plugin receives it: the options of the reference host-local in the ipam section.
  */
 export type HostLocalConf = NetConf & {
@@ -174,6 +199,29 @@ export type PortmapConf = NetConf & {
   dataDir?: string;
 };
 /**
+ * Options of the tuning meta plugin: those of the reference tuning plugin.
+ */
+export type TuningConf = NetConf & {
+  /**
+   * net.* sysctls of the container's namespace or interface.
+   */
+  sysctl?: {
+    [k: string]: string;
+  };
+  /**
+   * The container interface's MAC address.
+   */
+  mac?: string;
+  mtu?: number;
+  promisc?: boolean;
+  allmulti?: boolean;
+  txQLen?: number;
+  /**
+   * cnikit: where the plugin keeps the values it changed (default /run/cni/cnikit).
+   */
+  dataDir?: string;
+};
+/**
  * A Linux interface name: 1 to 15 characters, not '.' or '..', no '/', ':' or whitespace.
  */
 export type InterfaceName1 = string;
@@ -184,6 +232,7 @@ export interface CnikitSchemas {
   NetConfList?: NetConfList;
   DnsnameConf?: DnsnameConf;
   ErrorResult?: ErrorResult;
+  FirewallConf?: FirewallConf;
   HostLocalConf?: HostLocalConf;
   HostConf?: HostConf;
   NetConf?: NetConf;
@@ -192,6 +241,7 @@ export interface CnikitSchemas {
   Result040?: Result040;
   Result?: Result;
   RuntimeConfig?: RuntimeConfig;
+  TuningConf?: TuningConf;
   VersionResult?: VersionResult;
   CniVersion?: CniVersion;
   NetworkName?: NetworkName;

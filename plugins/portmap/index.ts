@@ -9,6 +9,8 @@ import { openFirewall, checkConditions, findTool, type AttachmentKey, type Backe
 import { type AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import type { PublishedPorts } from './published.ts';
 import { portmapStore, portIndex, portmapLock, requestOf, type PortmapRecord } from './records.ts';
+import { acceptPublished, unacceptPublished, checkPublished } from './forward.ts';
+import { gcForwardAccepts, iptablesUsable } from '../../lib/firewall/index.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { goneReason } from '../../lib/state/liveness.ts';
 import { dirname, listDirIfExists } from '../../lib/fs/index.ts';
@@ -200,12 +202,20 @@ function add(ctx: Context<PortmapConf>): Result {
       ...(conditions ? { conditions } : {}),
       ...(ctx.inv.netns ? { netns: ctx.inv.netns } : {}),
       ...(hostVeth ? { hostVeth } : {}),
+      ...(iptablesUsable() ? { forwardAccepts: true } : {}),
     };
     // Record first: a crash after the rules leaves something DEL and GC can find.
     records.create(r);
     index.add(key, ports);
     try {
       fw.addPortMappings(key, requestOf(r));
+      try {
+        if (r.forwardAccepts) acceptPublished(key, requestOf(r));
+      } catch (e) {
+        fw.delPortMappings(key, requestOf(r));
+        unacceptPublished(key, requestOf(r));
+        throw e;
+      }
     } catch (e) {
       index.remove(key, ports);
       records.remove(key);
@@ -235,6 +245,7 @@ function del(ctx: Context<PortmapConf>): void {
   const record = records.read(key);
   if (record) {
     openFirewall(record.backend).delPortMappings(key, requestOf(record));
+    if (record.forwardAccepts) unacceptPublished(key, requestOf(record));
     forget(ctx.conf, record);
     return;
   }
@@ -254,13 +265,15 @@ function del(ctx: Context<PortmapConf>): void {
   const containers = ctx.prevResult ? containerAddresses(ctx.prevResult) : [];
   if (wanted.length === 0 || containers.length === 0) return;
   const { conditions, backend } = found;
-  openFirewall(backend).delPortMappings(key, requestOf({
+  const request = requestOf({
     containers: formatPrefixes(containers),
     ports: wanted,
     snat: ctx.conf.snat ?? true,
     masqAll: ctx.conf.masqAll ?? false,
     conditions,
-  }));
+  });
+  openFirewall(backend).delPortMappings(key, request);
+  if (iptablesUsable()) unacceptPublished(key, request);
 }
 
 function check(ctx: Context<PortmapConf>): void {
@@ -270,6 +283,7 @@ function check(ctx: Context<PortmapConf>): void {
   if (!record) throw new CniError(ErrorCode.CheckFailed, `no ports are published for container ${ctx.inv.containerId} (${ctx.inv.ifname})`);
   try {
     openFirewall(record.backend).checkPortMappings(keyOf(ctx), requestOf(record));
+    if (record.forwardAccepts) checkPublished(keyOf(ctx), requestOf(record));
   } catch (e) {
     throw new CniError(ErrorCode.CheckFailed, (e as Error).message);
   }
@@ -293,6 +307,7 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
     backends.add(r.backend);
     if (keep.has(`${r.containerId}\0${r.ifname}`)) continue;
     openFirewall(r.backend).delPortMappings({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
+    if (r.forwardAccepts) unacceptPublished({ network: r.network, containerId: r.containerId, ifname: r.ifname }, requestOf(r));
     forget(ctx.conf, r);
   }
   // The index of every network of this host, from the records that remain.
@@ -307,6 +322,7 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
   if (ctx.conf.backend) backends.add(ctx.conf.backend);
   const keepList = valid.map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
   for (const b of backends) openFirewall(b).gcPortMappings(ctx.conf.name, keepList);
+  if (iptablesUsable()) gcForwardAccepts('pub', ctx.conf.name, keepList);
 }
 
 export const portmapPlugin: Plugin<PortmapConf> = {

@@ -30,6 +30,8 @@ export interface PortmapRecord {
   /** CNI_NETNS and the host end of the container's veth: how a later ADD tells that this holder is gone. */
   netns?: string;
   hostVeth?: string;
+  /** The published ports are also accepted in iptables' FORWARD (see forward.ts). */
+  forwardAccepts?: boolean;
 }
 
 export function portmapStore(dataDir: string, network: string): AttachmentStore<PortmapRecord> {

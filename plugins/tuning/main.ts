@@ -1,0 +1,5 @@
+// The tuning executable: an entry point of its own in dist/cnikit (see main.ts).
+import { runAndExit } from '../../lib/skel/main.ts';
+import { tuningPlugin } from './index.ts';
+
+await runAndExit(tuningPlugin);
