@@ -3,10 +3,10 @@
 // per host network namespace, so labs and nested runtimes on one machine
 // each get their own names and their own responder. Kept light: the plugin
 // imports this on every ADD and DEL.
-import { sys } from '../lib/sys/index.ts';
 import { readFileIfExists, listDirIfExists, removeFile } from '../lib/fs/index.ts';
 import { writeFileAtomic } from '../lib/state/index.ts';
 import { DEFAULT_DATA_DIR } from '../lib/state/attachments.ts';
+import { hostStateDir } from '../lib/state/scope.ts';
 
 export interface NameRecord {
   network: string;
@@ -23,18 +23,9 @@ export interface NameRecord {
   internal: boolean;
 }
 
-/**
- * Which host network namespace the caller is in, as a directory name: the
- * inode of its netns. One function, so a general per-netns state facility
- * (lib/state) can replace it.
- */
-export function hostNetnsKey(): string {
-  return `netns-${sys.stat('/proc/self/ns/net').ino}`;
-}
-
-/** `<dataDir>/dnsname/<host netns key>`: records, the responder's lock and log. */
-export function dnsRoot(dataDir = DEFAULT_DATA_DIR, key = hostNetnsKey()): string {
-  return `${dataDir}/dnsname/${key}`;
+/** `<dataDir>/ns-<id>/dnsname` (lib/state's per-host directory): records, the responder's lock and log. */
+export function dnsRoot(dataDir = DEFAULT_DATA_DIR): string {
+  return `${hostStateDir(dataDir)}/dnsname`;
 }
 
 export function recordsDir(root: string): string {

@@ -48,9 +48,8 @@ afterAll(() => {
 });
 
 function root(): string {
-  const base = join(dataDir, 'dnsname');
   const ino = lab.exec('stat', ['-L', '-c', '%i', lab.hostPath]).stdout.trim();
-  return join(base, `netns-${ino}`);
+  return join(dataDir, `ns-${ino}`, 'dnsname');
 }
 
 function responderPid(): number | undefined {

@@ -55,7 +55,7 @@ function podman(args: string[]) {
 /** Where the plugin keeps the lab host's names: the default data dir, keyed by that netns. */
 function recordsRoot(): string {
   const ino = lab.exec('stat', ['-L', '-c', '%i', lab.hostPath]).stdout.trim();
-  return `/run/cni/cnikit/dnsname/netns-${ino}`;
+  return `/run/cni/cnikit/ns-${ino}/dnsname`;
 }
 
 function responderPid(): number | undefined {
