@@ -10,6 +10,7 @@ import { nullLogger } from '../../lib/log/index.ts';
 import type { Context } from '../../lib/skel/index.ts';
 import type { BandwidthConf } from '../../lib/spec/index.ts';
 import { bandwidthPlugin } from './index.ts';
+import { hostStateDir } from '../../lib/state/scope.ts';
 
 const host: Link = { index: 7, name: 'vethhost', flags: 1, up: true, mtu: 1500, mac: '02:00:00:00:00:07', kind: 'veth' };
 const inside: Link = { index: 2, name: 'eth0', flags: 1, up: true, mtu: 1500, mac: '02:00:00:00:00:02', kind: 'veth', linkIndex: 7, linkNetnsId: 0 };
@@ -50,7 +51,11 @@ describe('bandwidth ADD that fails', () => {
     vi.restoreAllMocks();
     rmSync(dir, { recursive: true, force: true });
   });
-  const records = () => (existsSync(join(dir, 'bandwidth', 'n')) ? readdirSync(join(dir, 'bandwidth', 'n')).filter((f) => f.endsWith('.json')) : []);
+  // Records are per host network namespace (lib/state): this process's.
+  const records = () => {
+    const d = join(hostStateDir(dir), 'bandwidth', 'n');
+    return existsSync(d) ? readdirSync(d).filter((f) => f.endsWith('.json')) : [];
+  };
 
   it('takes back its tbf and keeps no record', async () => {
     dir = mkdtempSync(join(tmpdir(), 'bwundo-'));
