@@ -8,7 +8,9 @@ import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchLab, benchDirectory, execPlugin, machine, measure, table, type Contender } from './harness.ts';
-import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
+import { buildFloor as buildFloorProgram } from './floor.ts';
+import { metaSuites } from './meta.ts';
+import { noopSuites } from './noop.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -24,18 +26,8 @@ for (const p of [join(OURS, 'none'), join(REF, 'loopback')]) {
 
 type Suite = (lab: BenchLab) => string;
 
-/**
- * The floor of the process model: an empty program compiled the way
- * dist/cnikit is. What a cnikit exec costs above it is cnikit's own work.
- */
 function buildFloor(): string {
-  const dir = join(root, 'bench/out');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'floor.ts'), 'process.exit(0);\n');
-  const out = join(dir, 'floor');
-  const r = spawnSync(process.execPath, ['build', ...COMPILE_FLAGS, join(dir, 'floor.ts'), '--outfile', out], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`building the floor program failed: ${r.stderr}`);
-  return out;
+  return buildFloorProgram(root);
 }
 
 const loConf = JSON.stringify({ cniVersion: '1.0.0', name: 'bench-lo', type: 'loopback' });
@@ -524,6 +516,8 @@ const suites: Record<string, Suite> = {
     out.push(NETAVARK_NOTE);
     return out.join('\n');
   },
+  ...metaSuites({ ours: OURS, ref: REF, rounds: ROUNDS, dir: benchDir }),
+  ...noopSuites({ ours: OURS, ref: REF, rounds: ROUNDS, dir: benchDir, floor: buildFloor }),
 };
 
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites);
