@@ -6,7 +6,7 @@
 // round, so drift on a shared machine hits them alike.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { execPlugin, measure, type BenchLab, type Contender, type Stats } from './harness.ts';
+import { measure, type BenchLab, type Contender, type Stats } from './harness.ts';
 
 export interface NoopBenchEnv {
   ours: string;
@@ -63,6 +63,26 @@ function noops(dir: string): Noop[] {
   ];
 }
 
+/**
+ * CPU time (user + system, µs) of each exec, per contender: on a machine
+ * other work loads, wall time mostly measures the scheduler, CPU time much
+ * less so. The bench runs under Bun, whose spawnSync reports it.
+ */
+const cpu = new Map<string, number[]>();
+
+function exec(name: string, binary: string, env: Record<string, string>, stdin: string): void {
+  const r = Bun.spawnSync([binary], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdin: Buffer.from(stdin), stdout: 'pipe', stderr: 'pipe' });
+  if (r.exitCode !== 0) throw new Error(`${binary} ${env.CNI_COMMAND ?? ''}: exit ${r.exitCode}: ${r.stdout.toString()}${r.stderr.toString()}`);
+  const xs = cpu.get(name) ?? [];
+  xs.push(Number(r.resourceUsage.cpuTime.total) / 1000);
+  cpu.set(name, xs);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)] ?? NaN;
+}
+
 function contender(lab: BenchLab, name: string, dir: string, n: Noop, tag: string): Contender {
   let netns = '';
   const bin = join(dir, n.plugin);
@@ -72,9 +92,9 @@ function contender(lab: BenchLab, name: string, dir: string, n: Noop, tag: strin
     setup: () => {
       if (!n.netns) return;
       netns = lab.container();
-      if (n.netns === 'after-add') execPlugin(bin, { ...vars(), CNI_COMMAND: 'ADD' }, n.stdin(tag));
+      if (n.netns === 'after-add') exec(`${name} (setup)`, bin, { ...vars(), CNI_COMMAND: 'ADD' }, n.stdin(tag));
     },
-    run: () => void execPlugin(bin, vars(), n.stdin(tag)),
+    run: () => exec(name, bin, vars(), n.stdin(tag)),
     teardown: () => {
       if (netns) lab.remove(netns);
       netns = '';
@@ -90,25 +110,31 @@ export function noopSuites(env: NoopBenchEnv): Record<string, Suite> {
       const floor = env.floor();
       const list = noops(env.dir);
       const rounds = Number(process.env.BENCH_NOOP_ROUNDS ?? env.rounds * 3);
-      const contenders: Contender[] = [{ name: FLOOR, run: () => void execPlugin(floor, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}') }];
+      const contenders: Contender[] = [{ name: FLOOR, run: () => exec(FLOOR, floor, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}') }];
       for (const n of list) {
         contenders.push(contender(lab, `cnikit ${n.what}`, env.ours, n, 'k'));
         if (existsSync(join(env.ref, n.plugin))) contenders.push(contender(lab, `reference ${n.what}`, env.ref, n, 'r'));
       }
       const stats = new Map<string, Stats>(measure(contenders, rounds).map((s) => [s.name, s]));
       const fl = stats.get(FLOOR)!;
+      // measure() runs 2 warm-up rounds first: their CPU samples are dropped too.
+      const cpuOf = (name: string) => median((cpu.get(name) ?? []).slice(2));
+      const flCpu = cpuOf(FLOOR);
       const rows = list.map((n) => {
         const k = stats.get(`cnikit ${n.what}`)!;
         const r = stats.get(`reference ${n.what}`);
         const ratio = k.median / fl.median;
-        return `| ${n.what} | ${f(k.median)} | ${f(k.min)} | **${f(ratio)}x**${ratio > LIMIT ? ' (over)' : ''} | ${f(k.min / fl.min)}x | ${r ? f(r.median) : '—'} | ${r ? `${f(k.median / r.median)}x` : '—'} |`;
+        const cpuRatio = cpuOf(`cnikit ${n.what}`) / flCpu;
+        const refCpu = r ? cpuOf(`reference ${n.what}`) : NaN;
+        return `| ${n.what} | ${f(k.median)} | **${f(ratio)}x**${ratio > LIMIT ? ' (over)' : ''} | ${f(cpuOf(`cnikit ${n.what}`))} | **${f(cpuRatio)}x**${cpuRatio > LIMIT ? ' (over)' : ''} | ${r ? f(r.median) : '—'} | ${r ? f(refCpu) : '—'} |`;
       });
       return [
         `### no-op execs against the floor (≤ ${LIMIT}x wanted)`,
         '',
-        `Floor: median ${f(fl.median)} ms, min ${f(fl.min)} ms, ${fl.n} rounds; all rows interleaved in the same rounds.`,
+        `Floor: wall median ${f(fl.median)} ms, CPU median ${f(flCpu)} ms (user + system), ${fl.n} rounds; all rows interleaved in the same rounds. ` +
+          'On a loaded machine the CPU-time ratio is the steadier reading.',
         '',
-        '| exec | cnikit median ms | cnikit min ms | median / floor | min / floor | reference median ms | cnikit / reference |',
+        '| exec | cnikit wall ms | wall / floor | cnikit CPU ms | CPU / floor | reference wall ms | reference CPU ms |',
         '|---|---|---|---|---|---|---|',
         ...rows,
         '',
