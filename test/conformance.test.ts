@@ -19,7 +19,7 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 function conformance(args: string[]) {
-  return spawnSync(join(DIST, 'cnikit'), ['conformance', ...args], { encoding: 'utf8', timeout: 300_000 });
+  return spawnSync(join(DIST, 'cnikit'), ['conformance', ...args], { encoding: 'utf8', timeout: 900_000 });
 }
 
 function failed(stdout: string): string[] {
@@ -52,7 +52,8 @@ describe('the conformance suite', () => {
     const unbuilt = CASES.filter((c) => META.some((p) => !ownMeta.includes(p) && c.id.startsWith(`${p}-`))).length;
     expect(r.stdout).toMatch(new RegExp(`^\\d+ passed, 0 failed, ${unbuilt} skipped$`, 'm'));
     expect(r.status).toBe(0);
-  });
+    // The whole suite, 49 cases of real execs: minutes on a loaded 2-core machine.
+  }, 900_000);
 
   it('fails the reference plugins exactly where their faults are documented', () => {
     const r = conformance(['--plugins', REFERENCE_BIN, '--bridge', 'bridge', '--portmap', 'portmap', ...metaArgs(META), '--reference']);
@@ -61,7 +62,7 @@ describe('the conformance suite', () => {
     expect(r.status).toBe(0);
     // Without --reference those failures count.
     expect(conformance(['--plugins', REFERENCE_BIN, '--case', 'env-no-command']).status).toBe(1);
-  });
+  }, 900_000);
 
   it('catches a loopback that answers malformed JSON with code 999', () => {
     const dir = brokenDir('loopback', `input=$(cat)\nif [[ "$input" != *'}'* ]]; then echo '{"cniVersion":"1.0.0","code":999,"msg":"broken"}'; exit 1; fi\nexec ${join(BIN, 'loopback')} <<<"$input"`);
