@@ -12,6 +12,9 @@ import { COMPILE_FLAGS } from '../scripts/compile-flags.ts';
 import { criSuite } from './cri.ts';
 import { bandwidthSuite } from './bandwidth.ts';
 import { dnsSuite } from './dns.ts';
+import { buildFloor as buildFloorProgram } from './floor.ts';
+import { metaSuites } from './meta.ts';
+import { noopSuites } from './noop.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = join(root, 'dist/bin');
@@ -27,18 +30,8 @@ for (const p of [join(OURS, 'none'), join(REF, 'loopback')]) {
 
 type Suite = (lab: BenchLab) => string | Promise<string>;
 
-/**
- * The floor of the process model: an empty program compiled the way
- * dist/cnikit is. What a cnikit exec costs above it is cnikit's own work.
- */
 function buildFloor(): string {
-  const dir = join(root, 'bench/out');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'floor.ts'), 'process.exit(0);\n');
-  const out = join(dir, 'floor');
-  const r = spawnSync(process.execPath, ['build', ...COMPILE_FLAGS, join(dir, 'floor.ts'), '--outfile', out], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`building the floor program failed: ${r.stderr}`);
-  return out;
+  return buildFloorProgram(root);
 }
 
 const loConf = JSON.stringify({ cniVersion: '1.0.0', name: 'bench-lo', type: 'loopback' });
@@ -530,6 +523,8 @@ const suites: Record<string, Suite> = {
     return out.join('\n');
   },
   dns: dnsSuite,
+  ...metaSuites({ ours: OURS, ref: REF, rounds: ROUNDS, dir: benchDir }),
+  ...noopSuites({ ours: OURS, ref: REF, rounds: ROUNDS, dir: benchDir, floor: buildFloor }),
 };
 
 const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(suites);

@@ -13,13 +13,17 @@ export function registerConformance(program: Command): void {
     .option('--bridge <name>', 'bridge plugin (its cases are skipped when absent)')
     .option('--ipam <name>', 'IPAM plugin', 'host-local')
     .option('--portmap <name>', 'port-mapping plugin')
+    .option('--firewall <name>', 'firewall plugin (chained; its cases are skipped when absent)')
+    .option('--tuning <name>', 'tuning plugin (chained)')
+    .option('--bandwidth <name>', 'bandwidth plugin (chained)')
     .option('--case <id>', 'run only this case (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--report <file>', 'also write the table to this file')
     .option('--reference', 'the plugins are the reference ones: their known faults are reported as expected, other failures still fail')
-    .action((o: { plugins: string; loopback: string; bridge?: string; ipam: string; portmap?: string; case: string[]; report?: string; reference?: boolean }) => {
+    .action((o: { plugins: string; loopback: string; bridge?: string; ipam: string; portmap?: string; firewall?: string; tuning?: string; bandwidth?: string; case: string[]; report?: string; reference?: boolean }) => {
       const names: Names = { loopback: o.loopback, ipam: o.ipam };
       if (o.bridge) names.bridge = o.bridge;
       if (o.portmap) names.portmap = o.portmap;
+      for (const role of ['firewall', 'tuning', 'bandwidth'] as const) if (o[role]) names[role] = o[role];
       const outcomes = runConformance(o.plugins, names, o.case.length > 0 ? o.case : undefined);
       const expected = o.reference ? REFERENCE_EXPECTED_FAILURES : {};
       const text = report(outcomes, expected);

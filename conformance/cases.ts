@@ -2,7 +2,7 @@
 // conventions ask of a plugin, black-box, by exec'ing it in the lab.
 import type { Call, ConformanceLab, ExecResult } from './lab.ts';
 
-export type Role = 'loopback' | 'bridge' | 'ipam' | 'portmap';
+export type Role = 'loopback' | 'bridge' | 'ipam' | 'portmap' | 'firewall' | 'tuning' | 'bandwidth';
 export type Names = Partial<Record<Role, string>>;
 
 export class CaseFailure extends Error {}
@@ -24,11 +24,11 @@ export interface Case {
   run(ctx: Ctx): void;
 }
 
-function check(cond: unknown, msg: string): asserts cond {
+export function check(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new CaseFailure(msg);
 }
 
-function json(r: ExecResult, what: string): Record<string, unknown> {
+export function json(r: ExecResult, what: string): Record<string, unknown> {
   try {
     return JSON.parse(r.stdout) as Record<string, unknown>;
   } catch {
@@ -43,13 +43,13 @@ function errorObject(r: ExecResult, code: number, what: string): void {
   check(e.code === code, `${what}: code ${String(e.code)}, expected ${code} (${String(e.msg)})`);
 }
 
-function ok(r: ExecResult, what: string): void {
+export function ok(r: ExecResult, what: string): void {
   check(r.status === 0, `${what}: exit ${r.status}: ${(r.stdout + r.stderr).trim().slice(0, 200)}`);
 }
 
 const lo = (version = '1.0.0') => ({ cniVersion: version, name: 'conformance-lo', type: 'loopback' });
 
-function links(ctx: Ctx, netns?: string): { ifname: string; flags: string[]; linkinfo?: { info_kind?: string } }[] {
+export function links(ctx: Ctx, netns?: string): { ifname: string; flags: string[]; linkinfo?: { info_kind?: string } }[] {
   return JSON.parse(ctx.lab.ip(['-j', '-d', 'link', 'show'], netns)) as { ifname: string; flags: string[]; linkinfo?: { info_kind?: string } }[];
 }
 
@@ -90,16 +90,16 @@ function supports(ctx: Ctx, role: Role, version: string): boolean {
  * no others, whatever a configuration or a plugin offers (libcni likewise
  * drops cniVersions above its own).
  */
-const RUNTIME_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+export const RUNTIME_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 
-function compareVersions(a: string, b: string): number {
+export function compareVersions(a: string, b: string): number {
   const [x, y] = [a, b].map((v) => v.split('.').map(Number));
   for (let i = 0; i < 3; i++) if (x![i] !== y![i]) return (x![i] ?? 0) - (y![i] ?? 0);
   return 0;
 }
 
 /** VERSION as libcni asks it (in its own version), and the plugin's supportedVersions. */
-function supportedVersions(ctx: Ctx, role: Role): string[] {
+export function supportedVersions(ctx: Ctx, role: Role): string[] {
   const r = ctx.lab.plugin(ctx.name(role), { command: 'VERSION', config: { cniVersion: '1.1.0' } });
   ok(r, `${role} VERSION`);
   const v = json(r, `${role} VERSION`).supportedVersions;

@@ -1,9 +1,11 @@
 // The conformance suite: every case against a plugin directory (anyone's),
 // a table of case, spec section and result, and "N passed, N failed, N skipped".
 import { ConformanceLab } from './lab.ts';
-import { CASES, CaseFailure, CaseSkip, type Names, type Role, type Ctx } from './cases.ts';
+import { CASES as MAIN_CASES, CaseFailure, CaseSkip, type Names, type Role, type Ctx } from './cases.ts';
+import { META_CASES } from './meta.ts';
 
-export { CASES, type Names } from './cases.ts';
+export type { Names } from './cases.ts';
+export const CASES = [...MAIN_CASES, ...META_CASES];
 
 export interface Outcome {
   id: string;

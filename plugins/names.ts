@@ -16,8 +16,10 @@ export const PLUGIN_ENTRIES: Record<PluginName, string> = {
   dnsname: './plugins/dnsname/main.ts',
 };
 export const CLI_ENTRY = './cli/main.ts';
+/** VERSION of any plugin, answered without loading the plugin (see main.ts). */
+export const VERSION_ENTRY = './lib/skel/version-main.ts';
 /** Entry points the others import by their embedded path, only when needed (lib/sys embeddedModule). */
-export const LAZY_ENTRIES: readonly string[] = ['./lib/log/pino.ts'];
+export const LAZY_ENTRIES: readonly string[] = ['./lib/log/pino.ts', VERSION_ENTRY];
 
 export function isPlugin(name: string | undefined): name is PluginName {
   return name !== undefined && (PLUGIN_NAMES as readonly string[]).includes(name);

@@ -14,6 +14,7 @@ import { CniError, ErrorCode } from './errors.ts';
 import { readInvocation, type Invocation, type Command } from './env.ts';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, isSupported, requireSupported } from './version.ts';
 import { convertResult, toCurrent, type AnyResult } from './result.ts';
+import { versionAnswer } from './version-command.ts';
 
 export { CniError, ErrorCode } from './errors.ts';
 export { checkKnownArgs, validateIfname, validateContainerId, type Invocation, type Command } from './env.ts';
@@ -190,9 +191,7 @@ async function dispatch<C extends NetConf>(plugin: Plugin<C>, io: Io, state: { v
   const inv = readInvocation(io.env);
 
   if (inv.command === 'VERSION') {
-    const asked = stdin.trim() === '' ? LATEST_VERSION : decode(parsed).cniVersion;
-    const version = typeof asked === 'string' && asked !== '' ? asked : LATEST_VERSION;
-    io.writeStdout(JSON.stringify({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS }) + '\n');
+    io.writeStdout(versionAnswer(stdin));
     return;
   }
 
