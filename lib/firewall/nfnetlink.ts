@@ -16,10 +16,13 @@ const HEADER = 16;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
+const NFT_MSG_DELCHAIN = 5;
 const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_DELSETELEM = 14;
 const NFT_MSG_GETGEN = 16;
 const NFPROTO_INET = 1;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
@@ -253,6 +256,76 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
     throw e;
   } finally {
     if (deleted) handOver(fd);
+    else sys.close(fd);
+  }
+}
+
+/**
+ * Deletes each named chain of table `inet <table>` that nothing refers to any
+ * more, its rules with it, each in a transaction of its own: the kernel
+ * refuses (EBUSY) to delete a chain a map element or rule still jumps to, and
+ * then that transaction changes nothing. So a DEL can offer every chain its
+ * elements pointed at, and only the ones it left unused go, atomically with
+ * respect to an ADD that starts using one again (that ADD then finds it
+ * missing and recreates it). Returns the chains deleted. Throws
+ * BatchUnsupported when nfnetlink cannot be opened.
+ */
+export function deleteUnusedChains(table: string, chains: readonly string[]): string[] {
+  if (chains.length === 0) return [];
+  let fd: number;
+  try {
+    fd = sys.netlinkSocket(NETLINK_NETFILTER);
+  } catch (e) {
+    if (e instanceof SysError) throw new BatchUnsupported(e.message);
+    throw e;
+  }
+  const first = (seqBase += 3 * chains.length + 2);
+  const resId = NFNL_SUBSYS_NFTABLES;
+  const deleted: string[] = [];
+  try {
+    for (let i = 0; i < chains.length; i++) {
+      const seq = first + 3 * i;
+      sys.send(fd, concat([
+        message(NFNL_MSG_BATCH_BEGIN, 0, seq, 0, resId, []),
+        message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELCHAIN, NLM_F_ACK, seq + 1, NFPROTO_INET, 0, [
+          str(NFTA_CHAIN_TABLE, table),
+          str(NFTA_CHAIN_NAME, chains[i]!),
+        ]),
+        message(NFNL_MSG_BATCH_END, 0, seq + 2, 0, resId, []),
+      ]));
+    }
+    const fenceSeq = first + 3 * chains.length;
+    sys.send(fd, message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []));
+    // Acked with 0, and no error against its batch as a whole (a failed commit).
+    const acked: boolean[] = [];
+    const failed: boolean[] = [];
+    for (let i = 0; i < chains.length; i++) acked.push(false), failed.push(false);
+    for (let done = false; !done; ) {
+      const n = sys.recv(fd, recvBuf);
+      const dv = new DataView(recvBuf.buffer, 0, n);
+      for (let off = 0; off + HEADER <= n; ) {
+        const len = dv.getUint32(off, true);
+        if (len < HEADER || off + len > n) break;
+        const seq = dv.getUint32(off + 8, true);
+        if (dv.getUint16(off + 4, true) === NLMSG_ERROR) {
+          if (seq === fenceSeq) done = true;
+          else if (seq >= first && seq < fenceSeq) {
+            const i = Math.floor((seq - first) / 3);
+            const err = dv.getInt32(off + HEADER, true);
+            if (err !== 0) failed[i] = true;
+            else if ((seq - first) % 3 === 1) acked[i] = true;
+          }
+        }
+        off += (len + 3) & ~3;
+      }
+    }
+    for (let i = 0; i < chains.length; i++) if (acked[i] && !failed[i]) deleted.push(chains[i]!);
+    return deleted;
+  } catch (e) {
+    if (e instanceof SysError) throw new Error(`nf_tables batch: ${e.message}`);
+    throw e;
+  } finally {
+    if (deleted.length > 0) handOver(fd);
     else sys.close(fd);
   }
 }

@@ -33,7 +33,7 @@ import {
 import {
   TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
 } from './nft.ts';
-import { applyBatch, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
+import { applyBatch, deleteUnusedChains, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
@@ -432,6 +432,27 @@ function runDel(groups: DelGroup[], what: string): void {
   throw new FirewallError(`${what} did not converge`);
 }
 
+/**
+ * Per-subnet chains (masq-*, psnat-*, pmasqall) go with the last element that
+ * jumps to them: each is offered for deletion, and the kernel keeps the ones
+ * still in use (see deleteUnusedChains).
+ */
+function dropUnusedChains(names: readonly string[]): void {
+  if (names.length === 0) return;
+  try {
+    deleteUnusedChains(TABLE_NAME, names);
+    return;
+  } catch (e) {
+    if (!(e instanceof BatchUnsupported)) throw e;
+  }
+  // One transaction per chain: a chain in use (EBUSY) or gone fails alone and changes nothing.
+  for (const name of names) nftRun([{ text: `flush chain ${T} ${name}` }, { text: `delete chain ${T} ${name}` }]);
+}
+
+function isSubnetChain(name: string): boolean {
+  return name.startsWith('masq-') || name.startsWith('psnat-') || name === MASQ_ALL_CHAIN.name;
+}
+
 // ---- checks ----------------------------------------------------------------
 
 function checkCompiled(c: Compiled, extraBase: readonly string[]): void {
@@ -537,6 +558,9 @@ export class NftablesFirewall implements Firewall {
       });
     }
     runDel(groups, `removing masquerade for ${describeKey(key)}`);
+    const chains: string[] = [];
+    for (const e of entries) chains.push(masqChain(e.subnet).name);
+    dropUnusedChains(chains);
   }
 
   checkMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
@@ -566,7 +590,13 @@ export class NftablesFirewall implements Firewall {
       for (const set of ['net', 'bridges', 'isolated']) if (elements.get(set)?.has(bridge)) lines.push(`delete element ${T} ${set} { "${bridge}" }`);
       for (const name of chains.keys()) if (name.startsWith(netChainPrefix(bridge))) lines.push(`flush chain ${T} ${name}`, `delete chain ${T} ${name}`);
       const r = nftRun(lines.map((text) => ({ text })));
-      if (r.ok) return;
+      if (r.ok) {
+        // A network goes when no container uses it: per-subnet chains an interrupted DEL left go too.
+        const subnetChains: string[] = [];
+        for (const name of chains.keys()) if (isSubnetChain(name)) subnetChains.push(name);
+        dropUnusedChains(subnetChains);
+        return;
+      }
       if (attempt >= 3) throw new FirewallError(`removing the rules of bridge ${bridge} failed: ${r.failures[0]!.message}`, r.stderr);
     }
   }
@@ -583,6 +613,7 @@ export class NftablesFirewall implements Firewall {
     const ownValue = ownerValue(key);
     const own = formatIP(ownValue);
     const groups: DelGroup[] = [];
+    const chains: string[] = [];
     for (const p of flattenPorts(request)) {
       const cip = formatIP(p.container);
       const keyAtoms = [p.container];
@@ -591,9 +622,11 @@ export class NftablesFirewall implements Firewall {
       const snat = portSnatTarget(request, p.subnet);
       // The SNAT element is keyed by the container address, which the owner check has proven ours.
       if (snat) items.push({ set: `portsnat${p.family}`, key: cip, keyAtoms, ...gotoChain(snat.name), onProbeFail: 'bare', mode: 'probe' });
+      if (snat) chains.push(snat.name);
       groups.push({ owner: { set: `portowner${p.family}`, key: cip, keyAtoms, data: own, dataAtoms: [ownValue] }, items, dropped: false });
     }
     runDel(groups, `removing port mappings for ${describeKey(key)}`);
+    dropUnusedChains(chains);
   }
 
   checkPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
