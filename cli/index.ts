@@ -6,6 +6,7 @@ import { install } from './install.ts';
 import { registerCni } from './cni.ts';
 import { registerLab } from './lab.ts';
 import { registerConformance } from './conformance.ts';
+import { registerFirewall } from './firewall.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command('cnikit')
@@ -35,6 +36,7 @@ export async function runCli(argv: string[]): Promise<number> {
   registerCni(program);
   registerLab(program);
   registerConformance(program);
+  registerFirewall(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     // `exec` passes on its command's status.

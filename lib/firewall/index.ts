@@ -11,6 +11,7 @@ export * from './types.ts';
 export { addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck } from './macspoof.ts';
 export { checkConditions } from './iptables-ports.ts';
 export { findTool } from './exec.ts';
+export { setLiveAttachments, type LiveAttachments } from './live.ts';
 
 /**
  * Whether the iptables tools can work here, without running them (an exec

@@ -35,6 +35,7 @@ import {
 } from './nft.ts';
 import { applyBatch, deleteUnusedChains, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
+import { liveOps } from './live.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
   type RemovedAttachment, type SetupOp,
@@ -298,6 +299,24 @@ function compile(ops: readonly SetupOp[]): Compiled {
     chains.push(c);
   }
   out.chains = chains;
+  if (ops.length > 1) out.elems = firstOfEachKey(out.elems);
+  return out;
+}
+
+/**
+ * One element per key, the first: a repeated identical one adds nothing, and
+ * a later one with another value (a port a stale record also claims, when
+ * every live attachment is rebuilt) would fail the whole transaction.
+ */
+function firstOfEachKey(elems: readonly Elem[]): Elem[] {
+  const seen = new Set<string>();
+  const out: Elem[] = [];
+  for (const e of elems) {
+    const k = `${e.set}\0${normElement(e.key)}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(e);
+  }
   return out;
 }
 
@@ -323,10 +342,28 @@ function chainLines(def: ChainDef, cur: ChainText | undefined): string[] {
   return [`flush chain ${T} ${def.name}`, ...rules];
 }
 
-/** The repair transaction: infrastructure as it should be, stale values replaced, then the elements. */
-function repairLines(c: Compiled): NftLine<Elem>[] {
+interface TableState {
+  /** undefined: the table does not exist. */
+  chains: Map<string, ChainText> | undefined;
+  elements: Map<string, Map<string, string>>;
+}
+
+function readTable(): TableState {
   const chains = listChains();
-  const elements = chains ? listElements() ?? new Map<string, Map<string, string>>() : new Map<string, Map<string, string>>();
+  return { chains, elements: (chains ? listElements() : undefined) ?? new Map<string, Map<string, string>>() };
+}
+
+/** Whether the table, a set or a base chain (or a base chain's rules) is missing: someone else's flush. */
+function baseBroken(t: TableState): boolean {
+  if (!t.chains) return true;
+  for (const [name] of SETS) if (!t.elements.has(name)) return true;
+  for (const def of BASE_CHAINS) if (chainLines(def, t.chains.get(def.name)).length > 0) return true;
+  return false;
+}
+
+/** The repair transaction: infrastructure as it should be, stale values replaced, then the elements. */
+function repairLines(c: Compiled, t: TableState): NftLine<Elem>[] {
+  const { chains, elements } = t;
   const lines: NftLine<Elem>[] = [];
   const push = (text: string) => lines.push({ text });
   if (!chains) push(`add table ${T} { comment "cnikit: masquerade, port mappings, bridge isolation"; }`);
@@ -359,15 +396,39 @@ function setupNft(ops: readonly SetupOp[]): void {
   if (c.elems.length === 0) return;
   const lines: NftLine<Elem>[] = [];
   for (const e of c.elems) lines.push(addElementLine(e));
-  let r = apply(lines);
+  const r = apply(lines);
   if (r.ok) return;
-  // First use, a new subnet or policy, or a stale value: read, repair, retry.
+  // First use, a new subnet or policy, a stale value, or a flushed table: read, repair, retry.
+  repairNft(ops, c, true);
+}
+
+/**
+ * Reads the table and writes what `ops` need, table and base chains included,
+ * in one transaction, retried when a concurrent change got in between. When
+ * the table or a base chain was gone (and `withLive`), every live attachment
+ * goes into that same transaction: the rules a flush took are back.
+ */
+function repairNft(ops: readonly SetupOp[], c: Compiled, withLive: boolean): void {
+  let r: NftOutcome<Elem> | undefined;
   for (let attempt = 0; attempt < 5; attempt++) {
-    r = nftRun(repairLines(c));
+    const t = readTable();
+    let cc = c;
+    if (withLive && baseBroken(t)) {
+      const live = liveOps('nftables');
+      if (live.length > 0) cc = compile([...ops, ...live]);
+    }
+    r = nftRun(repairLines(cc, t));
     if (r.ok) return;
   }
-  const f = r.failures[0]!;
-  throw new FirewallError(`${f.line?.tag?.describe ?? 'nftables setup'}: ${f.message}`, r.stderr);
+  const f = r!.failures[0]!;
+  throw new FirewallError(`${f.line?.tag?.describe ?? 'nftables setup'}: ${f.message}`, r!.stderr);
+}
+
+/** After a DEL found the table's sets gone: the other live attachments get their rules back. */
+function rebuildAfterFlush(exclude: AttachmentKey): void {
+  if (!baseBroken(readTable())) return;
+  const live = liveOps('nftables', exclude);
+  if (live.length > 0) repairNft(live, compile(live), false);
 }
 
 // ---- DEL: owner-guarded, already-gone tolerant ----------------------------
@@ -415,16 +476,21 @@ function delLines(groups: readonly DelGroup[]): NftLine<DelTag>[] {
   return lines;
 }
 
-function runDel(groups: DelGroup[], what: string): void {
+/** Returns whether an owner map was missing (the table or its sets are gone). */
+function runDel(groups: DelGroup[], what: string): boolean {
+  let missing = false;
   for (let attempt = 0; attempt < 4 * groups.length + 8; attempt++) {
     const lines = delLines(groups);
-    if (lines.length === 0) return;
+    if (lines.length === 0) return missing;
     const r = apply(lines);
-    if (r.ok) return;
+    if (r.ok) return missing;
     for (const f of r.failures) {
       const t = f.line?.tag;
       if (!t) throw new FirewallError(`${what} failed: ${f.message}`, r.stderr);
-      if (t.role === 'owner') t.group.dropped = true;
+      if (t.role === 'owner') {
+        t.group.dropped = true;
+        if (f.message.includes('No such file or directory')) missing = true;
+      }
       else if (t.role === 'probe') t.item.mode = t.item.onProbeFail;
       else t.item.mode = 'drop';
     }
@@ -557,7 +623,7 @@ export class NftablesFirewall implements Firewall {
         dropped: false,
       });
     }
-    runDel(groups, `removing masquerade for ${describeKey(key)}`);
+    if (runDel(groups, `removing masquerade for ${describeKey(key)}`)) rebuildAfterFlush(key);
     const chains: string[] = [];
     for (const e of entries) chains.push(masqChain(e.subnet).name);
     dropUnusedChains(chains);
@@ -625,7 +691,7 @@ export class NftablesFirewall implements Firewall {
       if (snat) chains.push(snat.name);
       groups.push({ owner: { set: `portowner${p.family}`, key: cip, keyAtoms, data: own, dataAtoms: [ownValue] }, items, dropped: false });
     }
-    runDel(groups, `removing port mappings for ${describeKey(key)}`);
+    if (runDel(groups, `removing port mappings for ${describeKey(key)}`)) rebuildAfterFlush(key);
     dropUnusedChains(chains);
   }
 
@@ -639,5 +705,9 @@ export class NftablesFirewall implements Firewall {
 
   setup(ops: readonly SetupOp[]): void {
     setupNft(ops);
+  }
+
+  reload(ops: readonly SetupOp[]): void {
+    repairNft(ops, compile(ops), false);
   }
 }

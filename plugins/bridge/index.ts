@@ -12,6 +12,7 @@ import { resolveOptions, refuseUnsupported, type BridgeOptions } from './config.
 import { recordStore, type AttachmentRecord, type RecordIP } from './records.ts';
 import type { AttachmentStore } from '../../lib/state/attachments.ts';
 import { ipamAdd, ipamDel, ipamCheck, ipamGc, ipamStatus } from './ipam.ts';
+import { registerLiveAttachments } from '../live.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import {
   hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
@@ -96,6 +97,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
   const store = recordStore(o.dataDir, ctx.conf.name);
   const hostName = hostVethName(ctx.conf.name, containerId, ifname);
   const record: AttachmentRecord = { network: ctx.conf.name, containerId, ifname, bridge: o.bridge, hostVeth: hostName, netns, ips: [] };
+  registerLiveAttachments(o.dataDir);
   const undo: Undo[] = [];
   // One socket for every host-side step; the undo steps open their own.
   const nl = Netlink.open();
@@ -123,6 +125,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
       record.ips.push(ip.gateway ? { address: ip.address, gateway: ip.gateway } : { address: ip.address });
     }
     if (o.ipMasq) record.masqBackend = openFirewall(o.ipMasqBackend).backend;
+    if (o.isolate) record.isolate = true;
     store.update(record);
 
     const { routes, result: resultRoutes } = plannedRoutes(o, ipam, addrs);
@@ -220,6 +223,7 @@ async function del(ctx: Context<BridgeConf>): Promise<void> {
   const o = resolveOptions(ctx.conf, ctx.inv);
   const store = recordStore(o.dataDir, ctx.conf.name);
   const record = store.read(ctx.inv);
+  registerLiveAttachments(o.dataDir);
   await ipamDel(ctx);
   teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq }, ctx.inv.netns || undefined, store);
 }

@@ -8,6 +8,7 @@ import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/i
 import { openFirewall, checkConditions, findTool, type AttachmentKey, type PortMappingRequest, type Backend } from '../../lib/firewall/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { PublishedPorts } from './published.ts';
+import { registerLiveAttachments } from '../live.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { boundSockets, findConflict, ephemeralPortRange, reservedPorts } from '../../lib/hostports/index.ts';
 import { Netlink, writeSysctl } from '../../lib/netlink/index.ts';
@@ -161,6 +162,7 @@ function add(ctx: Context<PortmapConf>): Result {
   const key = keyOf(ctx);
   const fw = openFirewall(backend);
   const records = store(ctx.conf);
+  registerLiveAttachments(dataDir(ctx.conf));
   const record = withFileLock(`${dataDir(ctx.conf)}/${PLUGIN}.lock`, () => {
     const index = publishedPorts(ctx.conf);
     const others = holdersOf(ctx.conf, index, key);
@@ -215,6 +217,7 @@ function forget(conf: PortmapConf, r: PortmapRecord): void {
 
 function del(ctx: Context<PortmapConf>): void {
   const key = keyOf(ctx);
+  registerLiveAttachments(dataDir(ctx.conf));
   const records = store(ctx.conf);
   const record = records.read(key);
   if (record) {
