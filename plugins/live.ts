@@ -3,7 +3,8 @@
 // ADD or DEL that finds cnikit's table flushed) puts back. A record is live
 // when what it describes is still here, in the network namespace this runs
 // in: a bridge attachment's host veth on its bridge; a port mapping's bridge
-// attachment (or, with no bridge record, a direct route to its container).
+// attachment (or, on a network cnikit's bridge does not serve, a direct route
+// to its container).
 // Records of attachments gone (a DEL that never came) are left to DEL and GC
 // and listed as stale, never resurrected.
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../lib/state/attachments.ts';
@@ -66,29 +67,32 @@ function portRequest(r: PortmapRecord): PortMappingRequest {
  * and keeps the live ones. `exclude`: an attachment being deleted.
  */
 export function collectLive(dataDirs: readonly string[], exclude?: AttachmentKey): LiveAttachments {
+  return Netlink.with((nl) => collect(nl, dataDirs, exclude));
+}
+
+function collect(nl: Netlink, dataDirs: readonly string[], exclude?: AttachmentKey): LiveAttachments {
   const out: LiveAttachments = { ops: new Map(), spoofChecks: [], live: 0, stale: [] };
   const push = (b: Backend, op: SetupOp) => (out.ops.get(b) ?? out.ops.set(b, []).get(b)!).push(op);
   const dirs = [...new Set(dataDirs)];
   const bridgeRecords: AttachmentRecord[] = [];
   const portRecords: PortmapRecord[] = [];
+  // Networks whose attachments cnikit's bridge makes: a port mapping there without a bridge record has lost its container.
+  const bridgeNetworks = new Set<string>();
   for (const d of dirs) {
     bridgeRecords.push(...records<AttachmentRecord>(d, 'bridge'));
     portRecords.push(...records<PortmapRecord>(d, 'portmap'));
+    for (const n of listDirIfExists(`${d}/bridge`)) bridgeNetworks.add(n);
   }
   if (bridgeRecords.length + portRecords.length === 0) return out;
 
-  const { byName, byIndex, routed } = Netlink.with((nl) => {
-    const links = nl.links();
-    const byName = new Map<string, Link>();
-    const byIndex = new Map<number, Link>();
-    for (const l of links) byName.set(l.name, l), byIndex.set(l.index, l);
-    // Whether the host reaches an address directly over a link other than lo (a container with no bridge record).
-    const routed = (p: Prefix) => {
-      const r = nl.routeTo(p.ip);
-      return r !== undefined && r.gw === undefined && r.index !== undefined && byIndex.get(r.index)?.kind !== '';
-    };
-    return { byName, byIndex, routed };
-  });
+  const byName = new Map<string, Link>();
+  const byIndex = new Map<number, Link>();
+  for (const l of nl.links()) byName.set(l.name, l), byIndex.set(l.index, l);
+  // Whether the host reaches an address directly over a link other than lo (a container with no bridge record).
+  const routed = (p: Prefix) => {
+    const r = nl.routeTo(p.ip);
+    return r !== undefined && r.gw === undefined && r.index !== undefined && byIndex.get(r.index)?.kind !== '';
+  };
 
   const bridgeLive = new Map<string, boolean>();
   const policies = new Map<string, { backend: Backend; policy: NetworkPolicy }>();
@@ -127,7 +131,7 @@ export function collectLive(dataDirs: readonly string[], exclude?: AttachmentKey
   for (const r of portRecords) {
     const key = { network: r.network, containerId: r.containerId, ifname: r.ifname };
     const viaBridge = bridgeLive.get(keyText(key));
-    const alive = viaBridge ?? r.containers.some((c) => routed(parsePrefix(c)));
+    const alive = viaBridge ?? (!bridgeNetworks.has(r.network) && r.containers.some((c) => routed(parsePrefix(c))));
     if (!alive) {
       out.stale.push({ ...key, plugin: 'portmap' });
       continue;
