@@ -265,6 +265,7 @@ interface Counts {
   nftElements: Map<string, number>;
   nftSubnetChains: number;
   iptChains: number;
+  iptRules: number;
   iptLinesNaming: (subnet: string) => number;
   nftLinesNaming: (subnet: string) => number;
 }
@@ -308,9 +309,11 @@ function count(s: Stress, nets: Net[]): Counts {
   }
   const ipt = s.sh('iptables-save', []).stdout;
   const iptChains = (ipt.match(/^:CNIK-[AP]-/gm) ?? []).length;
+  // One dispatch per container in each: its masquerade, its port's DNAT, its port's SNAT.
+  const iptRules = (ipt.match(/^-A CNIK-(POSTROUTING|HOSTPORTS|HOSTPORTS-SNAT) /gm) ?? []).length;
   const naming = (text: string) => (subnet: string) => text.split('\n').filter((l) => l.includes(subnet.replace(/\.0\/\d+$/, '.'))).length;
   return {
-    veths, leases, ownerEntries, emptyBuckets, temporaries, bridgeRecords, portRecords, portIndex, nftElements, nftSubnetChains, iptChains,
+    veths, leases, ownerEntries, emptyBuckets, temporaries, bridgeRecords, portRecords, portIndex, nftElements, nftSubnetChains, iptChains, iptRules,
     iptLinesNaming: naming(ipt), nftLinesNaming: naming(nftText),
   };
 }
@@ -331,6 +334,7 @@ function leaks(c: Counts, nets: Net[], survivors: Container[]): Leaks {
   index += c.portIndex - survivors.length;
   let elements = 0;
   for (const m of ['masq4', 'masqowner4', 'ports4', 'portowner4', 'portsnat4']) elements += (c.nftElements.get(m) ?? 0) - nft;
+  elements += c.iptRules - 3 * ipt;
   const usedSubnets = new Set(survivors.filter((x) => x.net.backend !== 'iptables').map((x) => x.net.subnet)).size;
   return {
     links: c.veths - survivors.length,
@@ -569,7 +573,8 @@ export function report(r: StressResult): string {
     '',
     '| contender | ADD batch ms | DEL batch ms | ADD errors | DEL errors | duplicate addresses | links left | leases left | firewall lines naming the subnet left | records/index entries left |',
     '|---|---|---|---|---|---|---|---|---|---|',
-    ...r.batches.map((b) => `| ${b.name} | ${b.addMs.toFixed(0)} | ${b.delMs.toFixed(0)} | ${b.addErrors} | ${b.delErrors} | ${b.duplicates} | ${b.left.links} | ${b.left.leases} | ${b.left.firewall} | ${b.left.records} |`),
+    ...r.batches.map((b) => `| ${b.name} | ${b.addMs.toFixed(0)} | ${b.delMs.toFixed(0)} | ${b.addErrors} | ${b.delErrors} | ${b.duplicates} | ${b.left.links} | ${b.left.leases} | ${b.left.firewall} | ${b.name.startsWith('cnikit') ? b.left.records : '— (keeps none)'} |`),
+    ...(r.batches.length === 2 ? ['', `Batch time ratio to the reference: ADD ${(r.batches[0]!.addMs / r.batches[1]!.addMs).toFixed(2)}x, DEL ${(r.batches[0]!.delMs / r.batches[1]!.delMs).toFixed(2)}x (one batch each; the plugins run from ${o.batch} concurrent runtimes).`] : []),
     '',
     `## (b) churn: ${r.churn.adds} ADDs and ${r.churn.dels} DELs of random containers on 3 networks (two nftables, one iptables), ${o.workers} at a time, ~${Math.round(o.killRate * 100)}% of plugin execs SIGKILLed`,
     '',
@@ -577,7 +582,7 @@ export function report(r: StressResult): string {
     '',
     `Left beyond what the ${r.churn.survivors} survivors hold, after that DEL and GC:`,
     '',
-    '| links | leases | records | index entries | empty index dirs | temporaries | firewall elements | per-subnet/per-attachment chains |',
+    '| links | leases | records | index entries | empty index dirs | temporaries | firewall elements (nft map elements, iptables rules) | per-subnet/per-attachment chains |',
     '|---|---|---|---|---|---|---|---|',
     `| ${Object.values(r.churn.leaksAfterGc).join(' | ')} |`,
     '',
@@ -585,7 +590,7 @@ export function report(r: StressResult): string {
     '',
     'Left after every survivor was DELeted too:',
     '',
-    '| links | leases | records | index entries | empty index dirs | temporaries | firewall elements | per-subnet/per-attachment chains |',
+    '| links | leases | records | index entries | empty index dirs | temporaries | firewall elements (nft map elements, iptables rules) | per-subnet/per-attachment chains |',
     '|---|---|---|---|---|---|---|---|',
     `| ${Object.values(r.churn.leftAfterCleanup).join(' | ')} |`,
     '',
