@@ -434,10 +434,12 @@ async function churn(s: Stress, nets: Net[], result: StressResult): Promise<Cont
   const kill: Kill = () => (Math.random() < s.o.killRate ? Math.random() * 40 : undefined);
   const nextPort = () => 31000 + (n % 30000);
 
+  const t0 = performance.now();
   const worker = async (quota: () => boolean) => {
     while (quota()) {
       if (live.size === 0 || (live.size < s.o.maxLive && Math.random() < 0.55)) {
         adds++;
+        if (adds % 50 === 0) s.log(`(b) ${adds} ADDs, ${dels} DELs, ${live.size} live, ${s.killed} killed, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
         const net = nets[Math.floor(Math.random() * nets.length)]!;
         const c: Container = { id: `churn-${n}`, netns: s.lab.container(), net, port: nextPort() };
         n++;
@@ -458,7 +460,6 @@ async function churn(s: Stress, nets: Net[], result: StressResult): Promise<Cont
       }
     }
   };
-  const t0 = performance.now();
   const half = Math.floor(s.o.cycles / 2);
   await Promise.all(Array.from({ length: s.o.workers }, () => worker(() => adds < half)));
 
