@@ -489,10 +489,13 @@ function runDel(groups: DelGroup[], what: string): boolean {
       if (!t) throw new FirewallError(`${what} failed: ${f.message}`, r.stderr);
       if (t.role === 'owner') {
         t.group.dropped = true;
+        // ENOENT, not EEXIST: not another owner's address, but no owner map at all.
         if (f.message.includes('No such file or directory')) missing = true;
+      } else if (t.role === 'probe') {
+        t.item.mode = t.item.onProbeFail;
+      } else {
+        t.item.mode = 'drop';
       }
-      else if (t.role === 'probe') t.item.mode = t.item.onProbeFail;
-      else t.item.mode = 'drop';
     }
   }
   throw new FirewallError(`${what} did not converge`);
