@@ -137,7 +137,12 @@ describe('firewall reload after a flush', () => {
     expect(ruleset).not.toContain('8093');
 
     // A container whose namespace went without a DEL (its veth pair with it) is stale: reload does not bring its rules back.
+    const veths = () => (JSON.parse(lab.ip(['-j', 'link', 'show', 'type', 'veth'])) as unknown[]).length;
+    const before = veths();
+    const { pid } = JSON.parse(cnikit(['inspect', name('a2')]).stdout) as { pid: number };
+    process.kill(-pid, 'SIGKILL');
     lab.deleteNetns(name('a2'));
+    await waitFor(() => veths() === before - 1, 'the veth of a2 going with its namespace');
     flushNft();
     const r = cnikit(['firewall', 'reload']);
     expect(r.stdout).toMatch(/reloaded 2 live attachment\(s\).*; 2 stale record\(s\) left to DEL and GC/);
