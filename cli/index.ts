@@ -7,6 +7,7 @@ import { registerCni } from './cni.ts';
 import { registerLab } from './lab.ts';
 import { registerConformance } from './conformance.ts';
 import { registerDns } from './dns.ts';
+import { registerFirewall } from './firewall.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command('cnikit')
@@ -37,6 +38,7 @@ export async function runCli(argv: string[]): Promise<number> {
   registerLab(program);
   registerConformance(program);
   registerDns(program);
+  registerFirewall(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     // `exec` passes on its command's status.

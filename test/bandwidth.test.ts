@@ -72,7 +72,7 @@ function setup(bandwidthBin = bin('bandwidth'), cniVersion = '1.1.0') {
   const bw = (command: string, c: { id: string; netns: string }, extra: object, prev?: object, netns: string | undefined = c.netns) =>
     run(bandwidthBin, command, c.id, netns, bwConf(extra, prev));
   const records = () => {
-    const dir = join(dataDir, 'bandwidth', name);
+    const dir = join(lab.hostState(dataDir), 'bandwidth', name);
     return existsSync(dir) ? readdirSync(dir) : [];
   };
   const removeBridge = (c: { id: string; netns: string }) => expect(run(bin('bridge'), 'DEL', c.id, c.netns, bridgeConf).status).toBe(0);
@@ -393,7 +393,8 @@ describe.runIf(existsSync('/usr/bin/iperf3'))('bandwidth in a kubenet-style list
     // Not a tbf or ingress qdisc left on any link of the lab host (the host end went with the container's veth).
     expect(klab.exec('ip', ['link', 'show', hostEnd]).status).not.toBe(0);
     expect(tcJson<TcQdisc[]>(['qdisc', 'show'], klab).filter((q) => q.kind === 'tbf' || q.kind === 'ingress')).toEqual([]);
-    expect(existsSync(join(dataDir, 'bandwidth', 'kubenet')) ? readdirSync(join(dataDir, 'bandwidth', 'kubenet')) : []).toEqual([]);
+    const kdir = join(klab.hostState(dataDir), 'bandwidth', 'kubenet');
+    expect(existsSync(kdir) ? readdirSync(kdir) : []).toEqual([]);
   });
 
   it('cnikit run --bandwidth-in/--bandwidth-out on such a network shapes the container; rm leaves nothing; a network without the plugin is refused', () => {

@@ -90,7 +90,7 @@ function network(backend: Backend, fw: Record<string, unknown> = {}) {
     expect(run('bridge', 'DEL', c.id, netns, bridgeConf).status).toBe(0);
   };
   const records = () => {
-    const dir = join(stateDir, 'firewall', name);
+    const dir = join(lab.hostState(stateDir), 'firewall', name);
     return existsSync(dir) ? readdirSync(dir) : [];
   };
   return { name, bridge: bridgeConf.bridge, container, remove, run, firewallConf, portmapConf, records };

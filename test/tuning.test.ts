@@ -51,7 +51,7 @@ function attach() {
 }
 
 const records = () => {
-  const dir = join(lab.dir, 'state', 'tuning', NAME);
+  const dir = join(lab.hostState(join(lab.dir, 'state')), 'tuning', NAME);
   return existsSync(dir) ? readdirSync(dir) : [];
 };
 

@@ -106,3 +106,23 @@ export function collectGarbage(store: LeaseStore, keep: Owner[]): Lease[] {
   }
   return removed;
 }
+
+/**
+ * The first range set with no address left to hand out (each ADD needs one
+ * from every set, so then no ADD can succeed), or undefined.
+ */
+export function exhaustedSet(sets: readonly RangeSet[], leased: readonly IPAddr[]): RangeSet | undefined {
+  for (const set of sets) {
+    let free = 0n;
+    for (const r of set) {
+      free += r.end.value - r.start.value + 1n;
+      if (rangeFor([r], r.gateway)) free -= 1n;
+    }
+    for (const ip of leased) {
+      const r = rangeFor(set, ip);
+      if (r && !equalIP(ip, r.gateway)) free -= 1n;
+    }
+    if (free <= 0n) return set;
+  }
+  return undefined;
+}

@@ -4,10 +4,10 @@
 import type { HostLocalConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validateHostLocalConf } from '../../lib/spec/validators.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
-import { formatIP } from '../../lib/ip/index.ts';
-import { loadConfig, DEFAULT_DATA_DIR } from './config.ts';
+import { formatIP, type IPAddr } from '../../lib/ip/index.ts';
+import { loadConfig, rangeSetText, DEFAULT_DATA_DIR } from './config.ts';
 import { DiskStore, ownedBy } from './store.ts';
-import { allocate, release, collectGarbage } from './allocator.ts';
+import { allocate, release, collectGarbage, exhaustedSet } from './allocator.ts';
 import { readResolvConf } from './resolv.ts';
 
 function owner(ctx: Context<HostLocalConf>) {
@@ -62,8 +62,14 @@ function gc(ctx: Context<HostLocalConf>, valid: Attachment[]): void {
 
 function status(ctx: Context<HostLocalConf>): void {
   const conf = loadConfig(ctx.conf, ctx.inv);
-  const problem = new DiskStore(conf.dataDir, conf.network).writable();
+  const store = new DiskStore(conf.dataDir, conf.network);
+  const problem = store.writable();
   if (problem) throw new CniError(ErrorCode.NotAvailable, `the lease store of network ${conf.network} is not writable: ${problem}`);
+  // SPEC STATUS: "not available" while an ADD could not get an address.
+  const leased: IPAddr[] = [];
+  for (const l of store.leases()) leased.push(l.ip);
+  const full = exhaustedSet(conf.rangeSets, leased);
+  if (full) throw new CniError(ErrorCode.NotAvailable, `no free address left in range set ${rangeSetText(full)} of network ${conf.network}`);
 }
 
 export const hostLocalPlugin: Plugin<HostLocalConf> = {

@@ -12,6 +12,7 @@ export { addMacSpoofCheck, delMacSpoofCheck, checkMacSpoofCheck } from './macspo
 export { checkConditions } from './iptables-ports.ts';
 export { findTool } from './exec.ts';
 export { addForwardAccepts, delForwardAccepts, checkForwardAccepts, gcForwardAccepts, type ForwardRequest, type PublishedAccept, type IngressPolicy } from './forward.ts';
+export { setLiveAttachments, type LiveAttachments } from './live.ts';
 
 /**
  * Whether the iptables tools can work here, without running them (an exec

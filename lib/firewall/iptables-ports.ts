@@ -123,8 +123,10 @@ export class IptablesPorts {
     return out;
   }
 
-  del(key: AttachmentKey, req: PortMappingRequest): void {
+  /** Returns whether a flush took the base chains (a rule was gone, and CNIK-HOSTPORTS with it). */
+  del(key: AttachmentKey, req: PortMappingRequest): boolean {
     validateKey(key);
+    let broken = false;
     for (const p of flattenPorts(req)) {
       const spec = portSpec(key, p, req);
       let script = new Script<'rule' | 'chain'>();
@@ -133,13 +135,19 @@ export class IptablesPorts {
       for (const d of spec.dnat) script.add('nat', `-D ${d.rule}`, 'rule');
       script.add('nat', `-X ${spec.chain}`, 'chain');
       let done = false;
+      let gone = false;
       for (let attempt = 0; attempt <= spec.dnat.length + 1 && !done; attempt++) {
         const r = restore(p.family, script);
         if (r.ok) done = true;
-        else if (r.failed?.tag === 'rule') script = script.without(new Set([r.failed]));
-        else break;
+        else if (r.failed?.tag === 'rule') {
+          gone = true;
+          script = script.without(new Set([r.failed]));
+        } else break;
       }
-      if (done) continue;
+      if (done) {
+        if (gone && !save(p.family, 'nat').chains.has(DNAT_CHAIN)) broken = true;
+        continue;
+      }
       // Something this request does not name still uses the chain: remove by tag.
       const nat = save(p.family, 'nat');
       const s = new Script();
@@ -150,6 +158,7 @@ export class IptablesPorts {
       }
       mustRestore(p.family, s, `removing port mappings for ${describeKey(key)}`);
     }
+    return broken;
   }
 
   check(key: AttachmentKey, req: PortMappingRequest): void {

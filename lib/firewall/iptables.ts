@@ -25,6 +25,7 @@ import {
 import {
   Script, restore, mustRestore, save, chainOf, asDelete, runPlans, mergeRemoved, FAMILIES, type Family, type Plan, type SavedTable, type Table,
 } from './restore.ts';
+import { liveOps } from './live.ts';
 import { IptablesPorts } from './iptables-ports.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
@@ -105,16 +106,19 @@ function addMasqPlan(key: AttachmentKey, f: Family, entries: readonly MasqEntry[
  * dropped and the rest retried, so a DEL never reads the table; the chain is
  * declared first (create-or-flush) so that -X always has an empty chain.
  */
-function delMasqFamily(key: AttachmentKey, f: Family, entries: readonly MasqEntry[]): void {
+function delMasqFamily(key: AttachmentKey, f: Family, entries: readonly MasqEntry[]): boolean {
   const spec = masqSpec(key, f, entries);
   let script = new Script<'dispatch' | 'chain'>();
   script.declare('nat', spec.chain, 'chain');
   for (const e of entries) script.add('nat', `-D ${spec.dispatch(e)}`, 'dispatch');
   script.add('nat', `-X ${spec.chain}`, 'chain');
+  let gone = false;
   for (let attempt = 0; attempt <= entries.length; attempt++) {
     const r = restore(f, script);
-    if (r.ok) return;
+    // A rule already gone: was it only ours, or did a flush take the base chain too?
+    if (r.ok) return gone && !save(f, 'nat').chains.has(MASQ_CHAIN);
     if (r.failed?.tag !== 'dispatch') break;
+    gone = true;
     script = script.without(new Set([r.failed]));
   }
   // -X failed: the chain is still referenced by a rule this request did not
@@ -128,6 +132,23 @@ function delMasqFamily(key: AttachmentKey, f: Family, entries: readonly MasqEntr
     s.add('nat', `-X ${spec.chain}`);
   }
   mustRestore(f, s, `removing masquerade for ${describeKey(key)}`);
+  return false;
+}
+
+/** Whether a flush took cnikit's base chains or hooks from the tables read. */
+function baseBroken(state: ReadonlyMap<Table, SavedTable>): boolean {
+  const nat = state.get('nat');
+  if (nat && (!nat.chains.has(MASQ_CHAIN) || !nat.rules.includes(`-A ${MASQ_HOOK}`))) return true;
+  const filter = state.get('filter');
+  if (filter && [FWD_CHAIN, BRIDGES_CHAIN, ISOLATED_CHAIN].some((c) => !filter.chains.has(c))) return true;
+  return filter !== undefined && !filter.rules.includes(`-A ${FWD_HOOK}`);
+}
+
+/** Whether two operations are for the same attachment or bridge (the one a live set must not repeat). */
+function sameTarget(a: SetupOp, b: SetupOp): boolean {
+  if (a.kind === 'network') return b.kind === 'network' && a.policy.bridge === b.policy.bridge;
+  if (b.kind === 'network' || a.kind !== b.kind) return false;
+  return a.key.network === b.key.network && a.key.containerId === b.key.containerId && a.key.ifname === b.key.ifname;
 }
 
 /** Runs `-C` lines; on the first missing one throws naming what it is. */
@@ -256,7 +277,15 @@ export class IptablesFirewall implements Firewall {
   delMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
     validateKey(key);
     validateEntries(entries);
-    for (const [f, es] of byFamily(entries)) delMasqFamily(key, f, es);
+    let broken = false;
+    for (const [f, es] of byFamily(entries)) if (delMasqFamily(key, f, es)) broken = true;
+    if (broken) this.rebuildAfterFlush(key);
+  }
+
+  /** After a DEL found the base chains gone: the other live attachments get their rules back. */
+  private rebuildAfterFlush(exclude: AttachmentKey): void {
+    const live = liveOps('iptables', exclude);
+    if (live.length > 0) this.reload(live);
   }
 
   checkMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
@@ -310,7 +339,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   delPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
-    this.ports.del(key, request);
+    if (this.ports.del(key, request)) this.rebuildAfterFlush(key);
   }
 
   checkPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
@@ -322,6 +351,21 @@ export class IptablesFirewall implements Firewall {
   }
 
   setup(ops: readonly SetupOp[]): void {
+    const plans = this.plans(ops);
+    // Only read on the repair path: when a flush took the base chains, every live attachment comes back with this one.
+    const more = (f: Family) => (state: ReadonlyMap<Table, SavedTable>): Plan[] => {
+      if (!baseBroken(state)) return [];
+      const live = liveOps('iptables').filter((l) => !ops.some((o) => sameTarget(o, l)));
+      return this.plans(live).get(f) ?? [];
+    };
+    for (const [f, ps] of plans) runPlans(f, ps, { more: more(f) });
+  }
+
+  reload(ops: readonly SetupOp[]): void {
+    for (const [f, ps] of this.plans(ops)) runPlans(f, ps, { force: true });
+  }
+
+  private plans(ops: readonly SetupOp[]): Map<Family, Plan[]> {
     const plans = new Map<Family, Plan[]>(FAMILIES.map((f) => [f, []]));
     for (const op of ops) {
       switch (op.kind) {
@@ -339,7 +383,7 @@ export class IptablesFirewall implements Firewall {
           break;
       }
     }
-    for (const [f, ps] of plans) runPlans(f, ps);
+    return plans;
   }
 }
 

@@ -5,7 +5,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { Lab } from '../../test/lab.ts';
 import { withNetns } from '../netns/index.ts';
-import { applyBatch, encodeChange, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
+import { applyBatch, encodeChange, deleteUnusedChains, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
 import { parseIP } from '../ip/index.ts';
 
 const TYPES = new Map([
@@ -134,5 +134,19 @@ describe('nf_tables element batches over netlink', () => {
     expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'masq', key: '10.0.0.1', data: 'goto' }, 1)).toThrow(BatchUnsupported);
     expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'nosuch', key: '10.0.0.1' }, 1)).toThrow(BatchUnsupported);
     expect(() => encodeChange('nfnl', TYPES, { op: 'add', set: 'own', key: '10.0.0.1' }, 1)).toThrow(BatchUnsupported);
+  });
+
+  it('deletes only the chains nothing jumps to, with their rules, each on its own', () => {
+    nft(['-f', '-'], 'add chain inet nfnl masq-b { }\nadd rule inet nfnl masq-b masquerade\nadd chain inet nfnl masq-c { }\nadd rule inet nfnl masq-c masquerade\n');
+    batch([{ op: 'add', set: 'masq', key: '10.9.9.9', data: 'goto masq-b' }]);
+    const deleted = withNetns(lab.hostPath, () => deleteUnusedChains('nfnl', ['masq-b', 'masq-c', 'masq-none']));
+    expect(deleted).toEqual(['masq-c']);
+    const text = nft(['list', 'table', 'inet', 'nfnl']);
+    expect(text).toMatch(/chain masq-b \{\s+masquerade/);
+    expect(text).not.toContain('masq-c');
+    // Once its last element goes, the chain can go.
+    batch([{ op: 'delete', set: 'masq', key: '10.9.9.9' }]);
+    expect(withNetns(lab.hostPath, () => deleteUnusedChains('nfnl', ['masq-b']))).toEqual(['masq-b']);
+    expect(nft(['list', 'table', 'inet', 'nfnl'])).not.toContain('masq-b');
   });
 });

@@ -4,7 +4,7 @@
 // it is where an `nft` exec (its start-up and its cache dumps, which grow with
 // the maps) was most of a plugin's time. Anything else goes through `nft -f`.
 import { sys, SysError, errnoName, NETLINK_NETFILTER } from '../sys/index.ts';
-import { attr, nested, str, concat, struct } from '../netlink/codec.ts';
+import { attr, nested, str, concat, struct, parseAttrs } from '../netlink/codec.ts';
 import { type IPAddr, ipToBytes, tryParseIP } from '../ip/index.ts';
 import { findCoreutil } from '../fs/index.ts';
 
@@ -16,10 +16,16 @@ const HEADER = 16;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
+const NFT_MSG_NEWCHAIN = 3;
+const NFT_MSG_GETCHAIN = 4;
+const NFT_MSG_DELCHAIN = 5;
 const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_DELSETELEM = 14;
 const NFT_MSG_GETGEN = 16;
 const NFPROTO_INET = 1;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
+const NFTA_CHAIN_USE = 6;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
@@ -253,6 +259,101 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
     throw e;
   } finally {
     if (deleted) handOver(fd);
+    else sys.close(fd);
+  }
+}
+
+/** Reads every answer up to the fence's ack, calling `on` for each message: type, seq, and its offset and length in recvBuf. */
+function readUntil(fd: number, fenceSeq: number, on: (type: number, seq: number, off: number, len: number) => void): void {
+  for (let done = false; !done; ) {
+    const n = sys.recv(fd, recvBuf);
+    const dv = new DataView(recvBuf.buffer, 0, n);
+    for (let off = 0; off + HEADER <= n; ) {
+      const len = dv.getUint32(off, true);
+      if (len < HEADER || off + len > n) break;
+      const type = dv.getUint16(off + 4, true);
+      const seq = dv.getUint32(off + 8, true);
+      if (seq === fenceSeq && type === NLMSG_ERROR) done = true;
+      else on(type, seq, off, len);
+      off += (len + 3) & ~3;
+    }
+  }
+}
+
+/**
+ * Deletes each named chain of table `inet <table>` (chains of one rule) that
+ * nothing jumps to any more, its rule with it. The kernel counts a chain's
+ * rules and the rules and map elements that jump to it (NFTA_CHAIN_USE), so
+ * a plain read tells a chain in use, which stays without a transaction (an
+ * aborted one costs an RCU grace period). A chain that looks unused is
+ * deleted in a transaction of its own, which the kernel refuses (EBUSY) if
+ * an element started to jump to it since: a DEL can offer every chain its
+ * elements pointed at, and an ADD that starts using one again either holds
+ * it or finds it missing and recreates it. Returns the chains deleted.
+ * Throws BatchUnsupported when nfnetlink cannot be opened.
+ */
+export function deleteUnusedChains(table: string, chains: readonly string[]): string[] {
+  if (chains.length === 0) return [];
+  let fd: number;
+  try {
+    fd = sys.netlinkSocket(NETLINK_NETFILTER);
+  } catch (e) {
+    if (e instanceof SysError) throw new BatchUnsupported(e.message);
+    throw e;
+  }
+  const deleted: string[] = [];
+  try {
+    let first = (seqBase += chains.length + 2);
+    for (let i = 0; i < chains.length; i++) {
+      sys.send(fd, message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETCHAIN, 0, first + i, NFPROTO_INET, 0, [
+        str(NFTA_CHAIN_TABLE, table),
+        str(NFTA_CHAIN_NAME, chains[i]!),
+      ]));
+    }
+    let fenceSeq = first + chains.length;
+    sys.send(fd, message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []));
+    const unused: string[] = [];
+    readUntil(fd, fenceSeq, (type, seq, off, len) => {
+      const i = seq - first;
+      if (i < 0 || i >= chains.length || type !== (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWCHAIN)) return;
+      const use = parseAttrs(recvBuf, off + HEADER + 4, off + len).get(NFTA_CHAIN_USE);
+      // Big-endian; its own rule is one use.
+      if (use && use.length >= 4 && new DataView(use.buffer, use.byteOffset, 4).getUint32(0) <= 1) unused.push(chains[i]!);
+    });
+    if (unused.length === 0) return deleted;
+
+    first = (seqBase += 3 * unused.length + 2);
+    for (let i = 0; i < unused.length; i++) {
+      const seq = first + 3 * i;
+      sys.send(fd, concat([
+        message(NFNL_MSG_BATCH_BEGIN, 0, seq, 0, NFNL_SUBSYS_NFTABLES, []),
+        message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELCHAIN, NLM_F_ACK, seq + 1, NFPROTO_INET, 0, [
+          str(NFTA_CHAIN_TABLE, table),
+          str(NFTA_CHAIN_NAME, unused[i]!),
+        ]),
+        message(NFNL_MSG_BATCH_END, 0, seq + 2, 0, NFNL_SUBSYS_NFTABLES, []),
+      ]));
+    }
+    fenceSeq = first + 3 * unused.length;
+    sys.send(fd, message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []));
+    // Acked with 0, and no error against its batch as a whole (a failed commit).
+    const acked: boolean[] = [];
+    const failed: boolean[] = [];
+    for (let i = 0; i < unused.length; i++) acked.push(false), failed.push(false);
+    readUntil(fd, fenceSeq, (type, seq, off) => {
+      if (type !== NLMSG_ERROR || seq < first || seq >= fenceSeq) return;
+      const i = Math.floor((seq - first) / 3);
+      const err = new DataView(recvBuf.buffer).getInt32(off + HEADER, true);
+      if (err !== 0) failed[i] = true;
+      else if ((seq - first) % 3 === 1) acked[i] = true;
+    });
+    for (let i = 0; i < unused.length; i++) if (acked[i] && !failed[i]) deleted.push(unused[i]!);
+    return deleted;
+  } catch (e) {
+    if (e instanceof SysError) throw new Error(`nf_tables batch: ${e.message}`);
+    throw e;
+  } finally {
+    if (deleted.length > 0) handOver(fd);
     else sys.close(fd);
   }
 }

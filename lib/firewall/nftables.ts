@@ -33,8 +33,9 @@ import {
 import {
   TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
 } from './nft.ts';
-import { applyBatch, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
+import { applyBatch, deleteUnusedChains, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
+import { liveOps } from './live.ts';
 import {
   FirewallError, type AttachmentKey, type Firewall, type MasqEntry, type NetworkPolicy, type PortMappingRequest,
   type RemovedAttachment, type SetupOp,
@@ -315,6 +316,24 @@ function compile(ops: readonly SetupOp[]): Compiled {
     chains.push(c);
   }
   out.chains = chains;
+  if (ops.length > 1) out.elems = firstOfEachKey(out.elems);
+  return out;
+}
+
+/**
+ * One element per key, the first: a repeated identical one adds nothing, and
+ * a later one with another value (a port a stale record also claims, when
+ * every live attachment is rebuilt) would fail the whole transaction.
+ */
+function firstOfEachKey(elems: readonly Elem[]): Elem[] {
+  const seen = new Set<string>();
+  const out: Elem[] = [];
+  for (const e of elems) {
+    const k = `${e.set}\0${normElement(e.key)}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(e);
+  }
   return out;
 }
 
@@ -340,10 +359,28 @@ function chainLines(def: ChainDef, cur: ChainText | undefined): string[] {
   return [`flush chain ${T} ${def.name}`, ...rules];
 }
 
-/** The repair transaction: infrastructure as it should be, stale values replaced, then the elements. */
-function repairLines(c: Compiled): NftLine<Elem>[] {
+interface TableState {
+  /** undefined: the table does not exist. */
+  chains: Map<string, ChainText> | undefined;
+  elements: Map<string, Map<string, string>>;
+}
+
+function readTable(): TableState {
   const chains = listChains();
-  const elements = chains ? listElements() ?? new Map<string, Map<string, string>>() : new Map<string, Map<string, string>>();
+  return { chains, elements: (chains ? listElements() : undefined) ?? new Map<string, Map<string, string>>() };
+}
+
+/** Whether the table, a set or a base chain (or a base chain's rules) is missing: someone else's flush. */
+function baseBroken(t: TableState): boolean {
+  if (!t.chains) return true;
+  for (const [name] of SETS) if (!t.elements.has(name)) return true;
+  for (const def of BASE_CHAINS) if (chainLines(def, t.chains.get(def.name)).length > 0) return true;
+  return false;
+}
+
+/** The repair transaction: infrastructure as it should be, stale values replaced, then the elements. */
+function repairLines(c: Compiled, t: TableState): NftLine<Elem>[] {
+  const { chains, elements } = t;
   const lines: NftLine<Elem>[] = [];
   const push = (text: string) => lines.push({ text });
   if (!chains) push(`add table ${T} { comment "cnikit: masquerade, port mappings, bridge isolation"; }`);
@@ -376,15 +413,39 @@ function setupNft(ops: readonly SetupOp[]): void {
   if (c.elems.length === 0) return;
   const lines: NftLine<Elem>[] = [];
   for (const e of c.elems) lines.push(addElementLine(e));
-  let r = apply(lines);
+  const r = apply(lines);
   if (r.ok) return;
-  // First use, a new subnet or policy, or a stale value: read, repair, retry.
+  // First use, a new subnet or policy, a stale value, or a flushed table: read, repair, retry.
+  repairNft(ops, c, true);
+}
+
+/**
+ * Reads the table and writes what `ops` need, table and base chains included,
+ * in one transaction, retried when a concurrent change got in between. When
+ * the table or a base chain was gone (and `withLive`), every live attachment
+ * goes into that same transaction: the rules a flush took are back.
+ */
+function repairNft(ops: readonly SetupOp[], c: Compiled, withLive: boolean): void {
+  let r: NftOutcome<Elem> | undefined;
   for (let attempt = 0; attempt < 5; attempt++) {
-    r = nftRun(repairLines(c));
+    const t = readTable();
+    let cc = c;
+    if (withLive && baseBroken(t)) {
+      const live = liveOps('nftables');
+      if (live.length > 0) cc = compile([...ops, ...live]);
+    }
+    r = nftRun(repairLines(cc, t));
     if (r.ok) return;
   }
-  const f = r.failures[0]!;
-  throw new FirewallError(`${f.line?.tag?.describe ?? 'nftables setup'}: ${f.message}`, r.stderr);
+  const f = r!.failures[0]!;
+  throw new FirewallError(`${f.line?.tag?.describe ?? 'nftables setup'}: ${f.message}`, r!.stderr);
+}
+
+/** After a DEL found the table's sets gone: the other live attachments get their rules back. */
+function rebuildAfterFlush(exclude: AttachmentKey): void {
+  if (!baseBroken(readTable())) return;
+  const live = liveOps('nftables', exclude);
+  if (live.length > 0) repairNft(live, compile(live), false);
 }
 
 // ---- DEL: owner-guarded, already-gone tolerant ----------------------------
@@ -432,21 +493,50 @@ function delLines(groups: readonly DelGroup[]): NftLine<DelTag>[] {
   return lines;
 }
 
-function runDel(groups: DelGroup[], what: string): void {
+/** Returns whether an owner map was missing (the table or its sets are gone). */
+function runDel(groups: DelGroup[], what: string): boolean {
+  let missing = false;
   for (let attempt = 0; attempt < 4 * groups.length + 8; attempt++) {
     const lines = delLines(groups);
-    if (lines.length === 0) return;
+    if (lines.length === 0) return missing;
     const r = apply(lines);
-    if (r.ok) return;
+    if (r.ok) return missing;
     for (const f of r.failures) {
       const t = f.line?.tag;
       if (!t) throw new FirewallError(`${what} failed: ${f.message}`, r.stderr);
-      if (t.role === 'owner') t.group.dropped = true;
-      else if (t.role === 'probe') t.item.mode = t.item.onProbeFail;
-      else t.item.mode = 'drop';
+      if (t.role === 'owner') {
+        t.group.dropped = true;
+        // ENOENT, not EEXIST: not another owner's address, but no owner map at all.
+        if (f.message.includes('No such file or directory')) missing = true;
+      } else if (t.role === 'probe') {
+        t.item.mode = t.item.onProbeFail;
+      } else {
+        t.item.mode = 'drop';
+      }
     }
   }
   throw new FirewallError(`${what} did not converge`);
+}
+
+/**
+ * Per-subnet chains (masq-*, psnat-*, pmasqall) go with the last element that
+ * jumps to them: each is offered for deletion, and the kernel keeps the ones
+ * still in use (see deleteUnusedChains).
+ */
+function dropUnusedChains(names: readonly string[]): void {
+  if (names.length === 0) return;
+  try {
+    deleteUnusedChains(TABLE_NAME, names);
+    return;
+  } catch (e) {
+    if (!(e instanceof BatchUnsupported)) throw e;
+  }
+  // One transaction per chain: a chain in use (EBUSY) or gone fails alone and changes nothing.
+  for (const name of names) nftRun([{ text: `flush chain ${T} ${name}` }, { text: `delete chain ${T} ${name}` }]);
+}
+
+function isSubnetChain(name: string): boolean {
+  return name.startsWith('masq-') || name.startsWith('psnat-') || name === MASQ_ALL_CHAIN.name;
 }
 
 // ---- checks ----------------------------------------------------------------
@@ -553,7 +643,10 @@ export class NftablesFirewall implements Firewall {
         dropped: false,
       });
     }
-    runDel(groups, `removing masquerade for ${describeKey(key)}`);
+    if (runDel(groups, `removing masquerade for ${describeKey(key)}`)) rebuildAfterFlush(key);
+    const chains: string[] = [];
+    for (const e of entries) chains.push(masqChain(e.subnet).name);
+    dropUnusedChains(chains);
   }
 
   checkMasquerade(key: AttachmentKey, entries: MasqEntry[]): void {
@@ -583,7 +676,13 @@ export class NftablesFirewall implements Firewall {
       for (const set of ['net', 'bridges', 'isolated']) if (elements.get(set)?.has(bridge)) lines.push(`delete element ${T} ${set} { "${bridge}" }`);
       for (const name of chains.keys()) if (name.startsWith(netChainPrefix(bridge))) lines.push(`flush chain ${T} ${name}`, `delete chain ${T} ${name}`);
       const r = nftRun(lines.map((text) => ({ text })));
-      if (r.ok) return;
+      if (r.ok) {
+        // A network goes when no container uses it: per-subnet chains an interrupted DEL left go too.
+        const subnetChains: string[] = [];
+        for (const name of chains.keys()) if (isSubnetChain(name)) subnetChains.push(name);
+        dropUnusedChains(subnetChains);
+        return;
+      }
       if (attempt >= 3) throw new FirewallError(`removing the rules of bridge ${bridge} failed: ${r.failures[0]!.message}`, r.stderr);
     }
   }
@@ -600,6 +699,7 @@ export class NftablesFirewall implements Firewall {
     const ownValue = ownerValue(key);
     const own = formatIP(ownValue);
     const groups: DelGroup[] = [];
+    const chains: string[] = [];
     for (const p of flattenPorts(request)) {
       const cip = formatIP(p.container);
       const keyAtoms = [p.container];
@@ -608,9 +708,11 @@ export class NftablesFirewall implements Firewall {
       const snat = portSnatTarget(request, p.subnet);
       // The SNAT element is keyed by the container address, which the owner check has proven ours.
       if (snat) items.push({ set: `portsnat${p.family}`, key: cip, keyAtoms, ...gotoChain(snat.name), onProbeFail: 'bare', mode: 'probe' });
+      if (snat) chains.push(snat.name);
       groups.push({ owner: { set: `portowner${p.family}`, key: cip, keyAtoms, data: own, dataAtoms: [ownValue] }, items, dropped: false });
     }
-    runDel(groups, `removing port mappings for ${describeKey(key)}`);
+    if (runDel(groups, `removing port mappings for ${describeKey(key)}`)) rebuildAfterFlush(key);
+    dropUnusedChains(chains);
   }
 
   checkPortMappings(key: AttachmentKey, request: PortMappingRequest): void {
@@ -623,5 +725,9 @@ export class NftablesFirewall implements Firewall {
 
   setup(ops: readonly SetupOp[]): void {
     setupNft(ops);
+  }
+
+  reload(ops: readonly SetupOp[]): void {
+    repairNft(ops, compile(ops), false);
   }
 }

@@ -149,19 +149,34 @@ export interface Plan {
   slow(s: Script<Plan>, state: ReadonlyMap<Table, SavedTable>): void;
 }
 
+export interface RunOptions {
+  /** Skip the fast path: repair from the tables as they are (a reload). */
+  force?: boolean;
+  /** More plans for the repair, decided from the tables read (e.g. every live attachment's, when a flush took the base chains). */
+  more?: (state: ReadonlyMap<Table, SavedTable>) => Plan[];
+}
+
 /** Runs plans of one family in one transaction; on failure reads the tables and runs every plan's repair. */
-export function runPlans(f: Family, plans: readonly Plan[]): void {
+export function runPlans(f: Family, plans: readonly Plan[], opts: RunOptions = {}): void {
   if (plans.length === 0) return;
-  const fast = new Script<Plan>();
-  for (const p of plans) p.fast(fast);
-  let outcome = restore(f, fast);
-  if (outcome.ok) return;
+  let outcome: RestoreOutcome<Plan> = { ok: false, stderr: '' };
+  if (!opts.force) {
+    const fast = new Script<Plan>();
+    for (const p of plans) p.fast(fast);
+    outcome = restore(f, fast);
+    if (outcome.ok) return;
+  }
   // Concurrent repairs (two first ADDs on a host) can collide on `-N`: read again and retry.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const tables = new Set(plans.flatMap((p) => p.tables));
-    const state = new Map<Table, SavedTable>([...tables].map((t) => [t, save(f, t)]));
+    const state = new Map<Table, SavedTable>();
+    const read = (ps: readonly Plan[]) => {
+      for (const p of ps) for (const t of p.tables) if (!state.has(t)) state.set(t, save(f, t));
+    };
+    read(plans);
+    const extra = opts.more?.(state) ?? [];
+    read(extra);
     const slow = new Script<Plan>();
-    for (const p of plans) p.slow(slow, state);
+    for (const p of [...plans, ...extra]) p.slow(slow, state);
     outcome = restore(f, slow);
     if (outcome.ok) return;
   }

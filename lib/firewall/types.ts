@@ -113,6 +113,15 @@ export interface Firewall {
    * cost is one exec per family.
    */
   setup(ops: readonly SetupOp[]): void;
+
+  /**
+   * Rebuilds from scratch what `ops` need, also the table, base chains and
+   * hooks, whatever is left of them (after a `nft flush ruleset`, a firewalld
+   * reload, an iptables restart): one transaction per family (nftables: one).
+   * Idempotent. A port two operations publish to different containers goes to
+   * the first.
+   */
+  reload(ops: readonly SetupOp[]): void;
 }
 
 export class FirewallError extends Error {

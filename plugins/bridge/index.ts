@@ -15,6 +15,7 @@ import { ipamAdd, ipamDel, ipamDelFor, ipamCheck, ipamGc, ipamStatus } from './i
 import { parseHolderDetails } from '../../ipam/host-local/store.ts';
 import { goneReason } from '../../lib/state/liveness.ts';
 import { releasePublished } from '../portmap/records.ts';
+import { registerLiveAttachments } from '../live.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import {
   hostVethName, ensureBridge, createPair, configureContainer, ensureGatewayAddresses,
@@ -99,6 +100,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
   const store = recordStore(o.dataDir, ctx.conf.name);
   const hostName = hostVethName(ctx.conf.name, containerId, ifname);
   const record: AttachmentRecord = { network: ctx.conf.name, containerId, ifname, bridge: o.bridge, hostVeth: hostName, netns, ips: [] };
+  registerLiveAttachments(o.dataDir);
   const undo: Undo[] = [];
   // One socket for every host-side step; the undo steps open their own.
   const nl = Netlink.open();
@@ -131,6 +133,7 @@ async function add(ctx: Context<BridgeConf>): Promise<Result> {
     }
     if (o.ipMasq) record.masqBackend = openFirewall(o.ipMasqBackend).backend;
     if (o.ipMasq && o.masqExempt.length > 0) record.masqExempt = ctx.conf.nonMasqueradeCIDRs;
+    if (o.isolate) record.isolate = true;
     store.update(record);
 
     const { routes, result: resultRoutes } = plannedRoutes(o, ipam, addrs);
@@ -256,6 +259,7 @@ async function del(ctx: Context<BridgeConf>): Promise<void> {
   const o = resolveOptions(ctx.conf, ctx.inv, false);
   const store = recordStore(o.dataDir, ctx.conf.name);
   const record = store.read(ctx.inv);
+  registerLiveAttachments(o.dataDir);
   await ipamDel(ctx);
   teardown(record, keyOf(ctx), { ips: prevResultIPs(ctx), backend: o.ipMasqBackend, masq: o.ipMasq, exempt: o.masqExempt }, ctx.inv.netns || undefined, store);
   if (o.promiscMode) Netlink.with((nl) => restoreBridge(nl, o, record?.bridge ?? o.bridge));

@@ -23,6 +23,8 @@ export interface AttachmentRecord {
   bridgeMac?: string;
   /** The firewall backend that holds this attachment's masquerade rules. */
   masqBackend?: 'iptables' | 'nftables';
+  /** The bridge's `isolate` option, so that a firewall reload can rebuild its policy. */
+  isolate?: boolean;
 }
 
 export function recordStore(dataDir: string, network: string): AttachmentStore<AttachmentRecord> {

@@ -11,6 +11,7 @@ import type { PublishedPorts } from './published.ts';
 import { portmapStore, portIndex, portmapLock, requestOf, type PortmapRecord } from './records.ts';
 import { acceptPublished, unacceptPublished, checkPublished } from './forward.ts';
 import { gcForwardAccepts, iptablesUsable } from '../../lib/firewall/index.ts';
+import { registerLiveAttachments } from '../live.ts';
 import { withFileLock } from '../../lib/state/index.ts';
 import { goneReason } from '../../lib/state/liveness.ts';
 import { dirname, listDirIfExists } from '../../lib/fs/index.ts';
@@ -177,6 +178,7 @@ function add(ctx: Context<PortmapConf>): Result {
   const fw = openFirewall(backend);
   const records = store(ctx.conf);
   const hostVeth = hostVethOf(prev);
+  registerLiveAttachments(dataDir(ctx.conf));
   const record = withFileLock(lockPath(ctx.conf), () => {
     const index = publishedPorts(ctx.conf);
     const others = holdersOf(ctx, index, key);
@@ -241,6 +243,7 @@ function forget(conf: PortmapConf, r: PortmapRecord): void {
 
 function del(ctx: Context<PortmapConf>): void {
   const key = keyOf(ctx);
+  registerLiveAttachments(dataDir(ctx.conf));
   const records = store(ctx.conf);
   const record = records.read(key);
   if (record) {
