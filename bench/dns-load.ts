@@ -2,6 +2,8 @@
 // questions for one name over UDP at a fixed concurrency, against one
 // server; prints JSON with queries per second and latency quantiles.
 // Run as a child in the bench lab (`bun bench/dns-load.ts SERVER NAME N C`).
+// A `%d` in NAME is replaced by the question's number: every question a new
+// name, so no server can answer from a cache.
 import dgram from 'node:dgram';
 import * as dnsPacket from 'dns-packet';
 
@@ -9,7 +11,9 @@ const [server, name, nArg, cArg, timeoutArg] = process.argv.slice(2);
 const total = Number(nArg);
 const concurrency = Number(cArg);
 const timeoutMs = Number(timeoutArg ?? 1000);
-const template = dnsPacket.encode({ type: 'query', id: 0, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: name! }] });
+const question = (n: string) => dnsPacket.encode({ type: 'query', id: 0, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: n }] });
+const template = question(name!);
+const unique = name!.includes('%d');
 
 const s = dgram.createSocket(server!.includes(':') ? 'udp6' : 'udp4');
 const started = new Map<number, number>();
@@ -26,7 +30,7 @@ function send(): void {
   let id = nextId;
   while (started.has(id)) id = (id + 1) & 0xffff || 1;
   nextId = (id + 1) & 0xffff || 1;
-  const q = Buffer.from(template);
+  const q = unique ? question(name!.replace('%d', String(sent))) : Buffer.from(template);
   q.writeUInt16BE(id, 0);
   started.set(id, performance.now());
   s.send(q, 53, server);

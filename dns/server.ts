@@ -8,6 +8,7 @@ import * as dnsPacket from 'dns-packet';
 import { Zones, FORMERR, NOTIMP, SERVFAIL, type Answer } from './zone.ts';
 import { Forwarder, questionEnd } from './forward.ts';
 import { listenUdp, type UdpListener } from './udp.ts';
+import { AnswerCache } from './answer-cache.ts';
 
 export const TTL = 60;
 const MAX_TCP_CONNECTIONS = 256;
@@ -102,14 +103,19 @@ export class Responder {
   set zones(z: Zones) {
     this.zonesNow = z;
     this.answers.clear();
+    // A name forwarded until now may be a container's from now on, or the network internal.
+    this.forwardedAnswers.clear();
   }
+
+  /** Upstream answers to plain UDP questions, by gateway + the question's flags, counts and section; kept for their TTL. */
+  readonly forwardedAnswers = new AnswerCache();
 
   readonly forwarder: Forwarder;
   private readonly listeners = new Map<string, { udp: UdpListener; tcp: net.Server }>();
   private readonly failed = new Set<string>();
   private tcpConnections = 0;
   /** Counters for tests and `dns status`. */
-  readonly stats = { queries: 0, malformed: 0, forwarded: 0 };
+  readonly stats = { queries: 0, malformed: 0, forwarded: 0, forwardCacheHits: 0 };
 
   constructor(forwarder: Forwarder, private readonly port = 53) {
     this.forwarder = forwarder;
@@ -128,9 +134,16 @@ export class Responder {
         r[2] = (r[2]! & 0xfe) | (msg[2]! & 0x01);
         return reply(r);
       }
+      // The key holds RD and CD too: the upstream's answer may depend on them.
+      const fkey = `${local}\0${msg.toString('latin1', 2)}`;
+      const kept = this.forwardedAnswers.get(fkey, msg.readUInt16BE(0));
+      if (kept) {
+        this.stats.forwardCacheHits++;
+        return reply(kept);
+      }
       // A plain question for a name to forward needs no decode either: its labels are read here.
       const { name, type } = plainQuestion(msg);
-      if (this.zones.answer(local, name, type).kind === 'forward') return this.forward(msg, reply);
+      if (this.zones.answer(local, name, type).kind === 'forward') return this.forward(msg, reply, fkey);
     }
     let q: dnsPacket.DecodedPacket;
     try {
@@ -157,9 +170,15 @@ export class Responder {
     this.forward(msg, reply);
   }
 
-  private forward(msg: Buffer, reply: (b: Buffer) => void): void {
+  private forward(msg: Buffer, reply: (b: Buffer) => void, cacheKey?: string): void {
     this.stats.forwarded++;
-    this.forwarder.forward(msg, (answer) => reply(answer ?? headerReply(msg, SERVFAIL)!));
+    const zones = this.zonesNow;
+    this.forwarder.forward(msg, (answer) => {
+      if (!answer) return reply(headerReply(msg, SERVFAIL)!);
+      // Not kept if the zones changed while the upstream was asked.
+      if (cacheKey !== undefined && zones === this.zonesNow) this.forwardedAnswers.put(cacheKey, answer);
+      reply(answer);
+    });
   }
 
   /** Listens on every gateway address of the zones, and on no other. */
