@@ -179,7 +179,7 @@ describe.each(['iptables', 'nftables'] as const)('firewall (%s backend) on a hos
     const c = await net.container({ firewall: false, ports: [{ hostPort: port, containerPort: 80, protocol: 'tcp' }] });
     expect(tcpAsk(lab, outside, HOST4, port)).toBe(UPLINK.outside4);
     expect(rulesFor(c.ip).length).toBeGreaterThan(0);
-    rmSync(join(lab.dir, 'state', 'portmap', net.name, `${c.id}@eth0.json`));
+    rmSync(join(lab.hostState(join(lab.dir, 'state')), 'portmap', net.name, `${c.id}@eth0.json`));
     net.remove(c);
     expect(rulesFor(c.ip)).toEqual([]);
   });

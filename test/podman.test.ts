@@ -53,7 +53,8 @@ afterAll(() => {
   for (const n of names) podman(['rm', '-f', '-t', '0', n]);
   // Podman's own conflist has no dataDir: host-local keeps its leases in the default place.
   rmSync(join('/var/lib/cni/networks', PODMAN_NET), { recursive: true, force: true });
-  for (const plugin of ['bridge', 'portmap', 'firewall', 'tuning']) rmSync(join(RECORDS, plugin, PODMAN_NET), { recursive: true, force: true });
+  // Records are per host namespace (lib/state): the lab host's directory goes with the lab.
+  if (lab) rmSync(lab.hostState(RECORDS), { recursive: true, force: true });
   for (const s of servers) s.kill('SIGKILL');
   lab?.destroy();
 });
@@ -126,7 +127,7 @@ function firewallLinesFor(ip: string): string[] {
 function recordsOf(network: string): string[] {
   const out: string[] = [];
   for (const plugin of ['bridge', 'portmap', 'firewall', 'tuning']) {
-    const dir = join(RECORDS, plugin, network);
+    const dir = join(lab.hostState(RECORDS), plugin, network);
     if (existsSync(dir)) out.push(...readdirSync(dir).map((f) => `${plugin}/${f}`));
   }
   return out;
