@@ -158,9 +158,16 @@ describe('firewall reload after a flush', () => {
 
   it('FORWARD DROP host: after a flush, reload brings back the firewall plugin\'s and the published ports\' FORWARD accepts', async () => {
     expect(cnikit(['network', 'create', '--subnet', '172.23.2.0/24', 'rl-drop']).stderr).toBe('');
+    // The firewall plugin's ingress policy on nftables: a set element of c1's address in table inet cnikit-fw.
+    const file = join(lab.dir, 'net.d', 'rl-drop.conflist');
+    const list = JSON.parse(readFileSync(file, 'utf8')) as { plugins: Record<string, unknown>[] };
+    for (const p of list.plugins) if (p.type === 'firewall') Object.assign(p, { backend: 'nftables', ingressPolicy: 'isolated' });
+    writeFileSync(file, JSON.stringify(list, null, 2));
+    const guarded = () => lab.exec('nft', ['list', 'set', 'inet', 'cnikit-fw', 'guarded4']).stdout;
     expect(lab.exec('iptables', ['-P', 'FORWARD', 'DROP']).status).toBe(0);
     try {
       run('c1', 'rl-drop', 8096);
+      expect(guarded()).toMatch(/172\.23\.2\.\d+/);
       await waitFor(() => works('c1', 8096).port !== undefined, 'c1');
       expect(works('c1', 8096)).toEqual(good('c1'));
 
@@ -172,10 +179,14 @@ describe('firewall reload after a flush', () => {
       expect(r.stderr).toBe('');
       // c1's firewall record (outbound, replies) and its portmap record (the published port).
       expect(r.stdout).toMatch(/iptables FORWARD accepts \(2 attachment\(s\)\)/);
+      expect(r.stdout).toMatch(/nftables ingress policies \(1 attachment\(s\)\)/);
+      expect(guarded()).toMatch(/172\.23\.2\.\d+/);
       expect(works('c1', 8096)).toEqual(good('c1'));
       const before = lab.exec('iptables-save', []).stdout.replace(/^[#:].*$/gm, '');
+      const beforeSet = guarded();
       expect(cnikit(['firewall', 'reload']).status).toBe(0);
       expect(lab.exec('iptables-save', []).stdout.replace(/^[#:].*$/gm, '')).toBe(before);
+      expect(guarded()).toBe(beforeSet);
       expect(works('c1', 8096)).toEqual(good('c1'));
 
       expect(cnikit(['rm', '-f', name('c1')]).status).toBe(0);
