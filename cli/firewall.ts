@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { loadDir } from '../driver/index.ts';
 import { DEFAULT_DATA_DIR } from '../lib/state/attachments.ts';
 import { openFirewall, addMacSpoofCheck } from '../lib/firewall/index.ts';
+import { reloadForwardAccepts } from '../lib/firewall/forward.ts';
+import { reloadNftIngress } from '../lib/firewall/ingress-nft.ts';
 import { collectLive } from '../plugins/live.ts';
 import { paths } from './paths.ts';
 
@@ -23,7 +25,7 @@ export function recordDirs(configDir: string, extra: readonly string[]): string[
   if (own) dirs.push(join(own, 'plugins'));
   for (const list of loadDir(configDir)) {
     for (const p of list.conf.plugins as { type?: string; dataDir?: unknown }[]) {
-      if ((p.type === 'bridge' || p.type === 'portmap') && typeof p.dataDir === 'string') dirs.push(p.dataDir);
+      if ((p.type === 'bridge' || p.type === 'portmap' || p.type === 'firewall') && typeof p.dataDir === 'string') dirs.push(p.dataDir);
     }
   }
   return [...new Set(dirs)];
@@ -45,6 +47,23 @@ export function reloadFirewall(dirs: readonly string[]): ReloadReport {
       report.backends.push(`${backend} (${ops.length} operations)`);
     } catch (e) {
       report.errors.push(`${backend}: ${(e as Error).message}`);
+    }
+  }
+  // After the NAT rules: a FORWARD accept is only of use to a connection they let in.
+  if (live.forward.length > 0) {
+    try {
+      reloadForwardAccepts(live.forward);
+      report.backends.push(`iptables FORWARD accepts (${live.forward.length} attachment(s))`);
+    } catch (e) {
+      report.errors.push(`FORWARD accepts: ${(e as Error).message}`);
+    }
+  }
+  if (live.ingress.length > 0) {
+    try {
+      reloadNftIngress(live.ingress);
+      report.backends.push(`nftables ingress policies (${live.ingress.length} attachment(s))`);
+    } catch (e) {
+      report.errors.push(`ingress policies: ${(e as Error).message}`);
     }
   }
   for (const s of live.spoofChecks) {

@@ -17,13 +17,20 @@ import {
 } from '../lib/firewall/index.ts';
 import type { AttachmentRecord } from './bridge/records.ts';
 import type { PortmapRecord } from './portmap/records.ts';
+import { publishedRequest } from './portmap/forward.ts';
+import { requestOf as firewallRequest, type FirewallRecord } from './firewall/records.ts';
+import type { ForwardRequest, IngressPolicy } from '../lib/firewall/forward.ts';
 
 export interface LiveAttachments {
   /** Setup operations per backend: one network policy per bridge, then masquerade and ports per attachment. */
   ops: Map<Backend, SetupOp[]>;
   /** Host veth and MAC of every live attachment with a MAC spoof check. */
   spoofChecks: { port: string; mac: string }[];
-  /** How many live attachments (bridge and portmap records) the ops come from. */
+  /** iptables FORWARD accepts (filter table) of the firewall plugin and of portmap's published ports. */
+  forward: { key: AttachmentKey; req: ForwardRequest }[];
+  /** The firewall plugin's ingress policies on the nftables backend (table inet cnikit-fw). */
+  ingress: { policy: IngressPolicy; bridge: string; addresses: ForwardRequest['addresses'] }[];
+  /** How many live attachments (bridge, portmap and firewall records) the ops come from. */
   live: number;
   /** Records whose attachment is gone from this namespace. */
   stale: (AttachmentKey & { plugin: string })[];
@@ -73,19 +80,21 @@ export function collectLive(dataDirs: readonly string[], exclude?: AttachmentKey
 }
 
 function collect(nl: Netlink, dataDirs: readonly string[], exclude?: AttachmentKey): LiveAttachments {
-  const out: LiveAttachments = { ops: new Map(), spoofChecks: [], live: 0, stale: [] };
+  const out: LiveAttachments = { ops: new Map(), forward: [], ingress: [], spoofChecks: [], live: 0, stale: [] };
   const push = (b: Backend, op: SetupOp) => (out.ops.get(b) ?? out.ops.set(b, []).get(b)!).push(op);
   const dirs = [...new Set(dataDirs)];
   const bridgeRecords: AttachmentRecord[] = [];
   const portRecords: PortmapRecord[] = [];
+  const firewallRecords: FirewallRecord[] = [];
   // Networks whose attachments cnikit's bridge makes: a port mapping there without a bridge record has lost its container.
   const bridgeNetworks = new Set<string>();
   for (const d of dirs) {
     bridgeRecords.push(...records<AttachmentRecord>(d, 'bridge'));
     portRecords.push(...records<PortmapRecord>(d, 'portmap'));
+    firewallRecords.push(...records<FirewallRecord>(d, 'firewall'));
     for (const n of listDirIfExists(`${d}/bridge`)) bridgeNetworks.add(n);
   }
-  if (bridgeRecords.length + portRecords.length === 0) return out;
+  if (bridgeRecords.length + portRecords.length + firewallRecords.length === 0) return out;
 
   const byName = new Map<string, Link>();
   const byIndex = new Map<number, Link>();
@@ -140,7 +149,25 @@ function collect(nl: Netlink, dataDirs: readonly string[], exclude?: AttachmentK
     }
     if (exclude && sameKey(key, exclude)) continue;
     out.live++;
-    push(r.backend, { kind: 'ports', key, request: portRequest(r) });
+    const request = portRequest(r);
+    push(r.backend, { kind: 'ports', key, request });
+    if (r.forwardAccepts) out.forward.push({ key, req: publishedRequest(request) });
+  }
+
+  // The firewall plugin's record is live with its container: the bridge attachment, or a direct route to it.
+  for (const r of firewallRecords) {
+    const key = { network: r.network, containerId: r.containerId, ifname: r.ifname };
+    const req = firewallRequest(r);
+    const viaBridge = bridgeLive.get(keyText(key));
+    const alive = viaBridge ?? (!bridgeNetworks.has(r.network) && req.addresses.some((ip) => routed({ ip, length: ip.family === 4 ? 32 : 128 })));
+    if (!alive) {
+      out.stale.push({ ...key, plugin: 'firewall' });
+      continue;
+    }
+    if (exclude && sameKey(key, exclude)) continue;
+    out.live++;
+    if (r.accepts) out.forward.push({ key, req });
+    if (r.backend === 'nftables' && r.bridge && r.ingressPolicy !== 'open') out.ingress.push({ policy: r.ingressPolicy, bridge: r.bridge, addresses: req.addresses });
   }
   return out;
 }

@@ -5,7 +5,7 @@
 // bridges; for both backends.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { bin, BIN, DIST } from './dist.ts';
@@ -282,7 +282,7 @@ describe('cnikit network create on a host with FORWARD policy DROP', () => {
     const name = `${RUN_PREFIX}-web`;
     expect(cnikit(['network', 'create', '--subnet', '10.71.200.0/24', 'dropnet']).stderr).toBe('');
     const conflist = JSON.parse(readFileSync(join(lab.dir, 'net.d', 'dropnet.conflist'), 'utf8')) as { plugins: { type: string }[] };
-    expect(conflist.plugins.map((p) => p.type)).toEqual(['bridge', 'portmap', 'firewall', 'tuning']);
+    expect(conflist.plugins.map((p) => p.type)).toEqual(['bridge', 'portmap', 'firewall', 'tuning', 'dnsname']);
     try {
       const run = cnikit(['run', '--network', 'dropnet', '--ip', '10.71.200.8', '-p', '8070:80', name]);
       expect(run.stderr).toBe('');

@@ -15,7 +15,7 @@ let lab: Lab;
 let env: NodeJS.ProcessEnv;
 let outside: string;
 const servers: ChildProcess[] = [];
-const names = ['a1', 'a2', 'a3', 'b1', 'b2'];
+const names = ['a1', 'a2', 'a3', 'b1', 'b2', 'c1'];
 
 beforeAll(async () => {
   lab = Lab.create();
@@ -105,14 +105,15 @@ describe('firewall reload after a flush', () => {
     expect(works('a1', 8091)).toEqual(broken);
     const r = cnikit(['firewall', 'reload']);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/reloaded 4 live attachment\(s\): nftables/);
+    expect(r.stdout).toMatch(/reloaded 6 live attachment\(s\): nftables/);
     expect(works('a1', 8091)).toEqual(good('a1'));
     expect(works('a2', 8092)).toEqual(good('a2'));
 
-    // Again: nothing changes.
-    const before = lab.exec('nft', ['list', 'ruleset']).stdout;
+    // Again: nothing changes (but the counters of the FORWARD accepts, which are replaced).
+    const rules = () => lab.exec('nft', ['list', 'ruleset']).stdout.replace(/counter packets \d+ bytes \d+/g, 'counter');
+    const before = rules();
     expect(cnikit(['firewall', 'reload']).status).toBe(0);
-    expect(lab.exec('nft', ['list', 'ruleset']).stdout).toBe(before);
+    expect(rules()).toBe(before);
   });
 
   it('nftables: the next ADD, or DEL, that finds the table gone brings back every live attachment', async () => {
@@ -145,7 +146,7 @@ describe('firewall reload after a flush', () => {
     await waitFor(() => veths() === before - 1, 'the veth of a2 going with its namespace');
     flushNft();
     const r = cnikit(['firewall', 'reload']);
-    expect(r.stdout).toMatch(/reloaded 2 live attachment\(s\).*; 2 stale record\(s\) left to DEL and GC/);
+    expect(r.stdout).toMatch(/reloaded 3 live attachment\(s\).*; 3 stale record\(s\) left to DEL and GC/);
     expect(works('a1', 8091)).toEqual(good('a1'));
     const after = lab.exec('nft', ['list', 'ruleset']).stdout;
     expect(after).toContain('8091');
@@ -153,6 +154,48 @@ describe('firewall reload after a flush', () => {
 
     expect(cnikit(['rm', '-f', name('a1'), name('a2')]).status).toBe(0);
     expect(cnikit(['network', 'rm', 'rl-nft']).status).toBe(0);
+  });
+
+  it('FORWARD DROP host: after a flush, reload brings back the firewall plugin\'s and the published ports\' FORWARD accepts', async () => {
+    expect(cnikit(['network', 'create', '--subnet', '172.23.2.0/24', 'rl-drop']).stderr).toBe('');
+    // The firewall plugin's ingress policy on nftables: a set element of c1's address in table inet cnikit-fw.
+    const file = join(lab.dir, 'net.d', 'rl-drop.conflist');
+    const list = JSON.parse(readFileSync(file, 'utf8')) as { plugins: Record<string, unknown>[] };
+    for (const p of list.plugins) if (p.type === 'firewall') Object.assign(p, { backend: 'nftables', ingressPolicy: 'isolated' });
+    writeFileSync(file, JSON.stringify(list, null, 2));
+    const guarded = () => lab.exec('nft', ['list', 'set', 'inet', 'cnikit-fw', 'guarded4']).stdout;
+    expect(lab.exec('iptables', ['-P', 'FORWARD', 'DROP']).status).toBe(0);
+    try {
+      run('c1', 'rl-drop', 8096);
+      expect(guarded()).toMatch(/172\.23\.2\.\d+/);
+      await waitFor(() => works('c1', 8096).port !== undefined, 'c1');
+      expect(works('c1', 8096)).toEqual(good('c1'));
+
+      flushNft();
+      // What a firewalld or iptables reload puts back: the drop policy, without cnikit's accepts.
+      expect(lab.exec('iptables', ['-P', 'FORWARD', 'DROP']).status).toBe(0);
+      expect(works('c1', 8096)).toEqual(broken);
+      const r = cnikit(['firewall', 'reload']);
+      expect(r.stderr).toBe('');
+      // c1's firewall record (outbound, replies) and its portmap record (the published port).
+      expect(r.stdout).toMatch(/iptables FORWARD accepts \(2 attachment\(s\)\)/);
+      expect(r.stdout).toMatch(/nftables ingress policies \(1 attachment\(s\)\)/);
+      expect(guarded()).toMatch(/172\.23\.2\.\d+/);
+      expect(works('c1', 8096)).toEqual(good('c1'));
+      const before = lab.exec('iptables-save', []).stdout.replace(/^[#:].*$/gm, '');
+      const beforeSet = guarded();
+      expect(cnikit(['firewall', 'reload']).status).toBe(0);
+      expect(lab.exec('iptables-save', []).stdout.replace(/^[#:].*$/gm, '')).toBe(before);
+      expect(guarded()).toBe(beforeSet);
+      expect(works('c1', 8096)).toEqual(good('c1'));
+
+      expect(cnikit(['rm', '-f', name('c1')]).status).toBe(0);
+      expect(cnikit(['network', 'rm', 'rl-drop']).status).toBe(0);
+      // Nothing of c1 is accepted any more.
+      expect(lab.exec('iptables-save', ['-t', 'filter']).stdout).not.toContain('172.23.2.');
+    } finally {
+      lab.exec('iptables', ['-P', 'FORWARD', 'ACCEPT']);
+    }
   });
 
   it('iptables: an iptables restart breaks them; reload, and the next ADD, restore them', async () => {

@@ -121,6 +121,11 @@ function portRulesMentioning(address: string): string[] {
     .filter((l) => re.test(l));
 }
 
+/** portmap's FORWARD accepts (iptables filter table of the lab host) that name this address. */
+function forwardAcceptsOf(address: string): string[] {
+  return lab.exec('iptables-save', ['-t', 'filter']).stdout.split('\n').filter((l) => l.startsWith('-A CNI-FORWARD') && l.includes(`${address}/32`));
+}
+
 /** Every file of that name under dir. */
 function filesNamed(dir: string, name: string): string[] {
   if (!existsSync(dir)) return [];
@@ -200,6 +205,7 @@ describe('conflicts heal themselves', () => {
     const net = network();
     const a = attach(net);
     expect(run(net, 'portmap', 'ADD', a.id, a.netns, net.portmapConf([{ hostPort: 8080, containerPort: 80 }], a.prev)).status).toBe(0);
+    expect(forwardAcceptsOf(a.v4).length).toBeGreaterThan(0);
     // The runtime removes the netns without a DEL (as Podman does when its DEL chain stops early).
     await killContainer(a, net);
     const b = attach(net);
@@ -210,6 +216,7 @@ describe('conflicts heal themselves', () => {
     expect(net.log()).toMatch(new RegExp(`reclaimed 8080/tcp .*container ${a.id} .*netns ${a.netns} is gone`));
     // Its rules and record went as its DEL would have removed them.
     expect(portRulesMentioning(a.v4)).toEqual([]);
+    expect(forwardAcceptsOf(a.v4)).toEqual([]);
     expect(net.records('portmap')).toEqual([`${b.id}@eth0.json`]);
     // A live holder still blocks.
     const c = attach(net);
@@ -234,6 +241,7 @@ describe('conflicts heal themselves', () => {
     expect(masqLines).toBeGreaterThan(0);
     expect(run(net, 'portmap', 'ADD', a.id, a.netns, net.portmapConf([{ hostPort: 8095, containerPort: 80 }], a.prev)).status).toBe(0);
     expect(portRulesMentioning(wanted).length).toBeGreaterThan(0);
+    expect(forwardAcceptsOf(wanted).length).toBeGreaterThan(0);
     // Alive: refused.
     const live = run(net, 'bridge', 'ADD', 'live', lab.container(), { ...net.bridgeConf, ...req });
     expect(JSON.parse(live.stdout).code).toBe(103);
@@ -244,6 +252,7 @@ describe('conflicts heal themselves', () => {
     expect(net.records('bridge')).toEqual([`${b.id}@eth0.json`]);
     // a's published port would have forwarded to b: its rules and record went too.
     expect(portRulesMentioning(wanted)).toEqual([]);
+    expect(forwardAcceptsOf(wanted)).toEqual([]);
     expect(net.records('portmap')).toEqual([]);
     expect(net.log()).toMatch(new RegExp(`reclaimed the published ports of container ${a.id}`));
     // The masquerade of the address once: b's (a's went with its reclaim).

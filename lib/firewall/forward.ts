@@ -168,6 +168,22 @@ export function addForwardAccepts(key: AttachmentKey, req: ForwardRequest): void
 }
 
 /**
+ * `cnikit firewall reload`: the accepts (and ingress drops) of every live
+ * attachment, one iptables-restore per family. Always from the tables as they
+ * are (no fast path): each attachment's tagged rules are replaced, so running
+ * it again changes nothing.
+ */
+export function reloadForwardAccepts(items: ReadonlyArray<{ key: AttachmentKey; req: ForwardRequest }>): void {
+  const plans = new Map<Family, Plan[]>();
+  for (const { key, req } of items) {
+    validateKey(key);
+    if (req.adminChain) validateAdminChain(req.adminChain);
+    for (const spec of familySpecs(key, req)) (plans.get(spec.family) ?? plans.set(spec.family, []).get(spec.family)!).push(addPlan(key, req, spec));
+  }
+  for (const [f, ps] of plans) runPlans(f, ps, { force: true });
+}
+
+/**
  * Removes exactly the rules addForwardAccepts(key, req) added, by spec (no
  * table read); when that fails (rules already gone, duplicates), every rule
  * carrying the attachment's tag is found and removed. Succeeds when nothing

@@ -58,6 +58,17 @@ export function addNftIngress(policy: IngressPolicy, bridge: string, addresses: 
   mustNft(lines, `ingress policy ${policy} for bridge ${bridge}`);
 }
 
+/** `cnikit firewall reload`: the table and every live container's elements, in one transaction. */
+export function reloadNftIngress(items: ReadonlyArray<{ policy: IngressPolicy; bridge: string; addresses: readonly IPAddr[] }>): void {
+  const lines = declarations();
+  let n = 0;
+  for (const i of items) {
+    if (i.policy === 'open') continue;
+    for (const e of elements(i.policy, i.bridge, i.addresses)) lines.push({ text: `add element ${INGRESS_TABLE} ${e}` }), n++;
+  }
+  if (n > 0) mustNft(lines, 'reloading the ingress policies');
+}
+
 /** Removes the elements; succeeds when they or the whole table are already gone. */
 export function delNftIngress(policy: IngressPolicy, bridge: string, addresses: readonly IPAddr[]): void {
   if (policy === 'open' || addresses.length === 0) return;

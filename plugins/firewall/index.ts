@@ -14,23 +14,12 @@ import { addNftIngress, delNftIngress, checkNftIngress } from '../../lib/firewal
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import { parseIP, parsePrefix, formatIP, type IPAddr } from '../../lib/ip/index.ts';
 import { firewalldAnswers } from './firewalld.ts';
+import { requestOf, type FirewallRecord } from './records.ts';
+
+export type { FirewallRecord } from './records.ts';
 
 const PLUGIN = 'firewall';
 
-export interface FirewallRecord {
-  network: string;
-  containerId: string;
-  ifname: string;
-  backend: 'iptables' | 'nftables';
-  /** The container's addresses (no prefix length). */
-  addresses: string[];
-  adminChain: string;
-  ingressPolicy: IngressPolicy;
-  /** The bridge the ingress policy names (prevResult.interfaces[0]). */
-  bridge?: string;
-  /** Whether the FORWARD accepts went to iptables' filter table. */
-  accepts: boolean;
-}
 
 function store(conf: FirewallConf, network = conf.name): AttachmentStore<FirewallRecord> {
   return new AttachmentStore<FirewallRecord>(conf.dataDir ?? DEFAULT_DATA_DIR, PLUGIN, network);
@@ -84,17 +73,6 @@ function addressesOf(prev: Result): IPAddr[] {
   return out;
 }
 
-function requestOf(r: FirewallRecord): ForwardRequest {
-  const addresses: IPAddr[] = [];
-  for (const a of r.addresses) addresses.push(parseIP(a));
-  return {
-    owner: 'fw',
-    adminChain: r.adminChain,
-    addresses,
-    published: [],
-    ...(r.backend === 'iptables' && r.bridge ? { ingress: { policy: r.ingressPolicy, bridge: r.bridge } } : {}),
-  };
-}
 
 /** Removes everything the record says was added; succeeds when it is already gone. */
 function undo(r: FirewallRecord): void {

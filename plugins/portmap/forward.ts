@@ -4,7 +4,7 @@
 // port does not answer from other hosts. Exactly the published container
 // address and port are accepted, and only for connections DNAT'd from the
 // published host port (see lib/firewall/forward.ts).
-import { addForwardAccepts, delForwardAccepts, checkForwardAccepts, type AttachmentKey, type PortMappingRequest, type PublishedAccept } from '../../lib/firewall/index.ts';
+import { addForwardAccepts, delForwardAccepts, checkForwardAccepts, type AttachmentKey, type PortMappingRequest, type PublishedAccept, type ForwardRequest } from '../../lib/firewall/index.ts';
 import { flattenPorts } from '../../lib/firewall/ports.ts';
 
 function publishedOf(req: PortMappingRequest): PublishedAccept[] {
@@ -13,6 +13,11 @@ function publishedOf(req: PortMappingRequest): PublishedAccept[] {
     for (const m of fam.mappings) out.push({ container: m.container, protocol: m.protocol, containerPort: m.containerPort, hostPort: m.hostPort });
   }
   return out;
+}
+
+/** The accepts of an attachment's published ports, as acceptPublished adds them (for `cnikit firewall reload`). */
+export function publishedRequest(req: PortMappingRequest): ForwardRequest {
+  return { owner: 'pub', addresses: [], published: publishedOf(req) };
 }
 
 /** Only where iptables is there to hold them (the caller records that first: see iptablesUsable). */

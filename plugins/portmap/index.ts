@@ -76,7 +76,9 @@ function holdersOf(ctx: Context<PortmapConf>, index: PublishedPorts, key: Attach
       }
       const gone = goneReason(r, hasLink);
       if (gone) {
-        openFirewall(r.backend).delPortMappings(r, requestOf(r));
+        const req = requestOf(r);
+        openFirewall(r.backend).delPortMappings(r, req);
+        if (r.forwardAccepts) unacceptPublished(r, req);
         index.remove(r, r.ports);
         records.remove(r);
         ctx.log.warn({ network: r.network, containerId: r.containerId, ifname: r.ifname, ports: r.ports }, `reclaimed ${port}/${protocol} and every other port of container ${r.containerId} (${r.ifname}) on network ${r.network}: ${gone}`);

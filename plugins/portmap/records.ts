@@ -11,6 +11,7 @@ import { hostStateDir } from '../../lib/state/scope.ts';
 import type { Logger } from '../../lib/log/index.ts';
 import { parsePrefix, type Prefix } from '../../lib/ip/index.ts';
 import { PublishedPorts } from './published.ts';
+import { unacceptPublished } from './forward.ts';
 import { hostIPAddr, type Published } from './mappings.ts';
 
 const PLUGIN = 'portmap';
@@ -65,7 +66,9 @@ export function releasePublished(dataDir: string, key: AttachmentKey, why: strin
   const records = portmapStore(dataDir, key.network);
   const r = records.read(key);
   if (!r) return;
-  openFirewall(r.backend).delPortMappings(key, requestOf(r));
+  const req = requestOf(r);
+  openFirewall(r.backend).delPortMappings(key, req);
+  if (r.forwardAccepts) unacceptPublished(key, req);
   withFileLock(portmapLock(dataDir), () => {
     portIndex(dataDir).remove(key, r.ports);
     records.remove(key);
