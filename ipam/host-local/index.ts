@@ -3,6 +3,7 @@
 // the leases a crash left behind (the reference has none).
 import type { HostLocalConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validateHostLocalConf } from '../../lib/spec/validators.gen.js';
+import { keysHostLocalConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { formatIP, type IPAddr } from '../../lib/ip/index.ts';
 import { loadConfig, rangeSetText, DEFAULT_DATA_DIR } from './config.ts';
@@ -75,6 +76,7 @@ function status(ctx: Context<HostLocalConf>): void {
 export const hostLocalPlugin: Plugin<HostLocalConf> = {
   name: 'host-local',
   validate: validateHostLocalConf,
+  keys: keysHostLocalConf,
   // IPAM does not enter the container's namespace; CNI_NETNS is only passed along.
   netns: 'any',
   add,

@@ -4,7 +4,7 @@
 import { describe, it, expect } from 'vitest';
 import { runPlugin, type Plugin, type Io, type Context } from './index.ts';
 import { normalizeKeys } from '../spec/keys.ts';
-import { keysBridgeConf, keysPortmapConf, keysHostLocalConf, keysResult } from '../spec/keys.gen.js';
+import { keysBridgeConf, keysPortmapConf, keysHostLocalConf, keysResult, keyTreeOfValidator } from '../spec/keys.gen.js';
 import { validateBridgeConf, validatePortmapConf, validateNoneConf } from '../spec/validators.gen.js';
 import type { NetConf, BridgeConf, PortmapConf } from '../spec/index.ts';
 
@@ -20,6 +20,7 @@ function recorder<C extends NetConf>(validate: Plugin<C>['validate']): { plugin:
   const plugin: Plugin<C> = {
     name: 'recorder',
     validate,
+    keys: keyTreeOfValidator.get(validate),
     netns: 'any',
     add: (ctx) => {
       keep(ctx);

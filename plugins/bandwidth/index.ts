@@ -7,6 +7,7 @@
 // DEL works from the plugin's records, without the netns or the prevResult.
 import type { BandwidthConf, Result, Attachment, Interface } from '../../lib/spec/index.ts';
 import { validateBandwidthConf } from '../../lib/spec/validators.gen.js';
+import { keysBandwidthConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
 import {
@@ -302,6 +303,7 @@ function gc(ctx: Context<BandwidthConf>, valid: Attachment[]): void {
 export const bandwidthPlugin: Plugin<BandwidthConf> = {
   name: PLUGIN,
   validate: validateBandwidthConf,
+  keys: keysBandwidthConf,
   add,
   check,
   del,

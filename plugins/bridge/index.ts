@@ -4,6 +4,7 @@
 // a later one fails; DEL and GC work from the plugin's own records.
 import type { BridgeConf, Result, Route, Attachment } from '../../lib/spec/index.ts';
 import { validateBridgeConf } from '../../lib/spec/validators.gen.js';
+import { keysBridgeConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { NetnsError } from '../../lib/netns/index.ts';
 import { type Prefix, type IPAddr, type Family, parsePrefix, parseIP, networkOf, formatIP, tryParsePrefix } from '../../lib/ip/index.ts';
@@ -346,6 +347,7 @@ async function gc(ctx: Context<BridgeConf>, valid: Attachment[]): Promise<void> 
 export const bridgePlugin: Plugin<BridgeConf> = {
   name: 'bridge',
   validate: validateBridgeConf,
+  keys: keysBridgeConf,
   add,
   check,
   del,

@@ -6,6 +6,7 @@
 // DEL and GC work from the records alone.
 import type { DnsnameConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validateDnsnameConf } from '../../lib/spec/validators.gen.js';
+import { keysDnsnameConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { dnsRoot, writeRecord, readRecord, removeRecord, listRecords, type NameRecord } from '../../dns/records.ts';
 import { ensureResponder, responderRunning, cnikitExecutable } from '../../dns/start.ts';
@@ -117,6 +118,7 @@ function gc(ctx: Context<DnsnameConf>, valid: Attachment[]): void {
 export const dnsnamePlugin: Plugin<DnsnameConf> = {
   name: 'dnsname',
   validate: validateDnsnameConf,
+  keys: keysDnsnameConf,
   add,
   check,
   del,

@@ -4,6 +4,7 @@
 // so its result is the prevResult. DEL works from the plugin's records.
 import type { FirewallConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validateFirewallConf } from '../../lib/spec/validators.gen.js';
+import { keysFirewallConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { iptablesUsable, FirewallError, type AttachmentKey } from '../../lib/firewall/index.ts';
 import {
@@ -180,6 +181,7 @@ function status(ctx: Context<FirewallConf>): void {
 export const firewallPlugin: Plugin<FirewallConf> = {
   name: PLUGIN,
   validate: validateFirewallConf,
+  keys: keysFirewallConf,
   add,
   check,
   del,

@@ -3,6 +3,7 @@
 // that no published port is already taken, and reports the host's interfaces.
 import type { HostConf, Result, Interface, IPConfig } from '../../lib/spec/index.ts';
 import { validateHostConf } from '../../lib/spec/validators.gen.js';
+import { keysHostConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
 import { boundSockets, findConflict, type Protocol } from '../../lib/hostports/index.ts';
@@ -45,6 +46,7 @@ function add(ctx: Context<HostConf>): Result {
 export const hostPlugin: Plugin<HostConf> = {
   name: 'host',
   validate: validateHostConf,
+  keys: keysHostConf,
   netns: 'host',
   add,
   // The namespace check (skel) is all there is to verify: the ports ADD

@@ -2,6 +2,7 @@
 // `loopback` plugin (installed under both names).
 import type { NoneConf, Result, IPConfig } from '../../lib/spec/index.ts';
 import { validateNoneConf } from '../../lib/spec/validators.gen.js';
+import { keysNoneConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { NetnsError } from '../../lib/netns/index.ts';
 import { Netlink } from '../../lib/netlink/index.ts';
@@ -46,6 +47,7 @@ function del(ctx: Context<NoneConf>): void {
 export const nonePlugin: Plugin<NoneConf> = {
   name: 'none',
   validate: validateNoneConf,
+  keys: keysNoneConf,
   add,
   check,
   del,

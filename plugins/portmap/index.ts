@@ -4,6 +4,7 @@
 // so it needs neither the netns nor the prevResult.
 import type { PortmapConf, Result, Attachment } from '../../lib/spec/index.ts';
 import { validatePortmapConf } from '../../lib/spec/validators.gen.js';
+import { keysPortmapConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context } from '../../lib/skel/index.ts';
 import { openFirewall, checkConditions, findTool, type AttachmentKey, type Backend } from '../../lib/firewall/index.ts';
 import { type AttachmentStore, DEFAULT_DATA_DIR } from '../../lib/state/attachments.ts';
@@ -333,6 +334,7 @@ function gc(ctx: Context<PortmapConf>, valid: Attachment[]): void {
 export const portmapPlugin: Plugin<PortmapConf> = {
   name: PLUGIN,
   validate: validatePortmapConf,
+  keys: keysPortmapConf,
   add,
   check,
   del,

@@ -5,6 +5,7 @@
 // returns the prevResult: no netns entered, no file touched.
 import type { TuningConf, Result } from '../../lib/spec/index.ts';
 import { validateTuningConf } from '../../lib/spec/validators.gen.js';
+import { keysTuningConf } from '../../lib/spec/keys.gen.js';
 import { CniError, ErrorCode, type Plugin, type Context, type Invocation } from '../../lib/skel/index.ts';
 import { Netlink, readSysctl, writeSysctl, type Link } from '../../lib/netlink/index.ts';
 import { parseMac } from '../../lib/netlink/codec.ts';
@@ -231,6 +232,7 @@ function check(ctx: Context<TuningConf>): void {
 export const tuningPlugin: Plugin<TuningConf> = {
   name: PLUGIN,
   validate: validateTuningConf,
+  keys: keysTuningConf,
   add,
   check,
   del,
