@@ -70,7 +70,7 @@ describe('keys as Go decodes them', () => {
         DNS: { Servers: ['10.96.0.10'], Searches: ['svc.cluster.local'], Options: ['ndots:5'] },
         IPs: ['10.244.1.15'],
         MAC: 'aa:bb:cc:dd:ee:01',
-        Aliases: ['web'],
+        Aliases: { net: ['web'] },
       },
     };
     const r = await run<PortmapConf>(validatePortmapConf, 'ADD', conf);
@@ -82,7 +82,7 @@ describe('keys as Go decodes them', () => {
       dns: { servers: ['10.96.0.10'], searches: ['svc.cluster.local'], options: ['ndots:5'] },
       ips: ['10.244.1.15'],
       mac: 'aa:bb:cc:dd:ee:01',
-      aliases: ['web'],
+      aliases: { net: ['web'] },
     });
   });
 
