@@ -2,7 +2,7 @@
 // dir, the reference plugin's layout, concurrency and crashes.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, BIN, REFERENCE_BIN } from './dist.ts';
@@ -207,6 +207,27 @@ describe('host-local', () => {
     expect(net.leases()).toEqual([]);
   });
 
+  it('an owner-index bucket a killed DEL left empty goes with the DEL sent again, and GC sweeps any other', () => {
+    const net = network({ ranges: [[{ subnet: '10.87.0.0/24' }]] });
+    const index = join(net.dir, '.cnikit-owners');
+    const buckets = () => readdirSync(index).filter((b) => b.length === 2).sort();
+    expect(run('ADD', net.conf, 'killed').status).toBe(0);
+    const [bucket] = buckets();
+    // What a DEL SIGKILLed between removing the entry and removing its bucket leaves.
+    for (const e of readdirSync(join(index, bucket!))) rmSync(join(index, bucket!, e));
+    rmSync(join(net.dir, '10.87.0.2'));
+    expect(buckets()).toEqual([bucket]);
+    expect(run('DEL', net.conf, 'killed').status).toBe(0);
+    expect(buckets()).toEqual([]);
+    // An empty bucket no DEL will come for (its owner's DEL was never sent again).
+    mkdirSync(join(index, bucket === 'ab' ? 'cd' : 'ab'), { mode: 0o700 });
+    expect(run('ADD', net.conf, 'alive').status).toBe(0);
+    const gc = { ...net.conf, 'cni.dev/valid-attachments': [{ containerID: 'alive', ifname: 'eth0' }] };
+    expect(run('GC', gc).status).toBe(0);
+    expect(buckets()).toHaveLength(1);
+    expect(readdirSync(join(index, buckets()[0]!))).toEqual([expect.stringMatching(/@10\.87\.0\.\d+$/)]);
+  });
+
   it('a directory written before the owner index existed: a second ADD is still refused, DEL still releases', () => {
     const net = network({ ranges: [[{ subnet: '10.84.0.0/24' }]] });
     mkdirSync(net.dir, { recursive: true, mode: 0o700 });
@@ -240,6 +261,39 @@ describe('host-local under concurrency and crashes', () => {
     expect(new Set(owners).size).toBe(50);
     for (const o of owners) expect(o).toMatch(/^par\d+\r\neth0$/);
     expect(readdirSync(net.dir).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('owners that share index buckets, added and deleted at once: every lease keeps its entry, no bucket is left empty', async () => {
+    const net = network({ ranges: [[{ subnet: '10.83.0.0/24' }]] });
+    const spawnCmd = (command: string, id: string) => {
+      const env = { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: BIN };
+      const p = spawn(bin('host-local'), [], { env });
+      p.stdin.end(JSON.stringify(net.conf));
+      return new Promise<number | null>((resolve) => p.on('close', (status) => resolve(status)));
+    };
+    const index = join(net.dir, '.cnikit-owners');
+    const state = () => {
+      const buckets = readdirSync(index).filter((b) => b.length === 2);
+      const entries = buckets.flatMap((b) => readdirSync(join(index, b)).map((e) => join(index, b, e)));
+      return { empty: buckets.filter((b) => readdirSync(join(index, b)).length === 0), entries };
+    };
+    // 40 owners over 256 buckets: some buckets are shared, so DELs empty them while ADDs fill them.
+    const first = Array.from({ length: 40 }, (_, i) => `share${i}`);
+    expect(await Promise.all(first.map((id) => spawnCmd('ADD', id)))).toEqual(first.map(() => 0));
+    const gone = first.filter((_, i) => i % 2 === 0);
+    const fresh = Array.from({ length: 20 }, (_, i) => `fresh${i}`);
+    const mixed = await Promise.all([...gone.map((id) => spawnCmd('DEL', id)), ...fresh.map((id) => spawnCmd('ADD', id))]);
+    expect(mixed.every((s) => s === 0)).toBe(true);
+    expect(net.leases()).toHaveLength(40);
+    const { empty, entries } = state();
+    expect(empty).toEqual([]);
+    // Each lease is linked from exactly one entry: lease + entry = two links.
+    for (const f of net.leases()) expect(statSync(join(net.dir, f)).nlink).toBe(2);
+    expect(entries).toHaveLength(40);
+    const rest = [...first.filter((_, i) => i % 2 === 1), ...fresh];
+    expect(await Promise.all(rest.map((id) => spawnCmd('DEL', id)))).toEqual(rest.map(() => 0));
+    expect(net.leases()).toEqual([]);
+    expect(state()).toEqual({ empty: [], entries: [] });
   });
 
   it('a lock holder killed with SIGKILL does not block the next allocation', async () => {

@@ -196,22 +196,32 @@ export class DiskStore implements LeaseStore {
     return out;
   }
 
-  /** Links the lease file `lease` (of ip, held by owner) into the index. */
+  /**
+   * Links the lease file `lease` (of ip, held by owner) into the index. A
+   * bucket goes with its last entry (indexRemove, GC), so it may be missing
+   * here: ENOENT makes it again and links again. Every index change runs
+   * under the store's lock, so no rmdir can come between the two; the bound
+   * only keeps a filesystem that keeps refusing from looping forever.
+   */
   private indexAdd(owner: Owner, ip: IPAddr, lease: string): void {
     const hash = this.ownerHash(owner);
-    const entry = `${this.bucket(hash)}/${hash}@${formatIP(ip)}`;
-    try {
-      sys.link(lease, entry);
-    } catch (e) {
-      if (isNotFound(e)) {
-        ensurePrivateDir(this.bucket(hash));
-      } else if (e instanceof SysError && e.errno === EEXIST) {
-        // Left by a release that did not finish: it links an older lease.
-        removeFile(entry);
-      } else {
-        throw e;
+    const bucket = this.bucket(hash);
+    const entry = `${bucket}/${hash}@${formatIP(ip)}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        sys.link(lease, entry);
+        return;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        if (isNotFound(e)) {
+          ensurePrivateDir(bucket);
+        } else if (e instanceof SysError && e.errno === EEXIST) {
+          // Left by a release that did not finish: it links an older lease.
+          removeFile(entry);
+        } else {
+          throw e;
+        }
       }
-      sys.link(lease, entry);
     }
   }
 
@@ -266,6 +276,9 @@ export class DiskStore implements LeaseStore {
       }
     }
     if (found.length > 0 || !exhaustive) return found;
+    // A release killed between its unlink and its rmdir left the owner's bucket
+    // empty; the DEL sent again takes it (one rmdir, refused while other owners use it).
+    for (const k of keys) removeDirIfEmpty(this.bucket(this.ownerHash(k)));
     return this.leases().filter((l) => ownedBy(l, owner));
   }
 
