@@ -49,13 +49,9 @@ function cnikit(args: string[]) {
 }
 
 function responderPid(): number | undefined {
-  const base = join(lab.dir, 'data', 'plugins', 'dnsname');
-  if (!existsSync(base)) return undefined;
-  for (const d of readdirSync(base)) {
-    const f = join(base, d, 'responder.pid');
-    if (existsSync(f)) return Number(readFileSync(f, 'utf8'));
-  }
-  return undefined;
+  // The lab host's directory (lib/state: records are per host network namespace).
+  const f = join(lab.hostState(join(lab.dir, 'data', 'plugins')), 'dnsname', 'responder.pid');
+  return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
 }
 
 function alive(pid: number): boolean {
