@@ -2,6 +2,9 @@
 // per-table lines, knowing which request line a failing script line came
 // from, and reading a table back.
 import { runTool, firstLine, type ToolResult } from './exec.ts';
+import { withFileLock } from '../state/index.ts';
+import { hostStateDir } from '../state/scope.ts';
+import { DEFAULT_DATA_DIR } from '../state/attachments.ts';
 import { FirewallError, type RemovedAttachment } from './types.ts';
 
 export type Family = 4 | 6;
@@ -166,7 +169,15 @@ export function runPlans(f: Family, plans: readonly Plan[], opts: RunOptions = {
     outcome = restore(f, fast);
     if (outcome.ok) return;
   }
-  // Concurrent repairs (two first ADDs on a host) can collide on `-N`: read again and retry.
+  // Repairs read the tables, then write what is missing: two at once (first
+  // ADDs on a host, in parallel) would both insert a missing jump. One at a
+  // time per host network namespace; the fast path above needs no lock.
+  withFileLock(`${hostStateDir(DEFAULT_DATA_DIR)}/iptables-repair.lock`, () => repair(f, plans, opts));
+}
+
+function repair(f: Family, plans: readonly Plan[], opts: RunOptions): void {
+  let outcome: RestoreOutcome<Plan> = { ok: false, stderr: '' };
+  // A chain made by something else between the read and the write collides on `-N`: read again and retry.
   for (let attempt = 0; attempt < 5; attempt++) {
     const state = new Map<Table, SavedTable>();
     const read = (ps: readonly Plan[]) => {
