@@ -421,7 +421,6 @@ function netavarkParallel(lab: BenchLab, nv: Netavark, cmd: 'ADD' | 'DEL'): Cont
 }
 
 const suites: Record<string, Suite> = {
-  bandwidth: (lab) => bandwidthSuite(lab, { ours: OURS, ref: REF, rounds: ROUNDS, benchDir }),
   parallel: (lab) => {
     const specs = CHAINS.map((c) => ({ ...c, dir: c.tag === 'ref' ? REF : OURS }));
     const rounds = Math.max(3, Math.floor(ROUNDS / 5));
@@ -497,7 +496,6 @@ const suites: Record<string, Suite> = {
     const del = measure([contender('cnikit none', join(OURS, 'none'), 'DEL'), contender('reference loopback', join(REF, 'loopback'), 'DEL')], ROUNDS);
     return [table('loopback ADD (fresh namespace)', add, 'reference loopback'), table('loopback DEL', del, 'reference loopback')].join('\n');
   },
-  cri: (lab) => criSuite(lab, join(benchDir, 'cri'), { ours: OURS, ref: REF }),
   chain: (lab) => {
     const cs = attachers(lab);
     return [
@@ -523,6 +521,8 @@ const suites: Record<string, Suite> = {
     return out.join('\n');
   },
   dns: dnsSuite,
+  bandwidth: (lab) => bandwidthSuite(lab, { ours: OURS, ref: REF, rounds: ROUNDS, benchDir }),
+  cri: (lab) => criSuite(lab, join(benchDir, 'cri'), { ours: OURS, ref: REF }),
   ...metaSuites({ ours: OURS, ref: REF, rounds: ROUNDS, dir: benchDir }),
   ...noopSuites({ ours: OURS, ref: REF, rounds: ROUNDS, dir: benchDir, floor: buildFloor }),
 };
