@@ -139,7 +139,7 @@ function udpNoPorts(ctx: Ctx, netns: string): number {
 }
 
 function publish(ctx: Ctx, a: ReturnType<typeof addBridge>, mappings: object[]) {
-  const conf = { cniVersion: '1.0.0', name: 'conformance', type: ctx.name('portmap'), runtimeConfig: { portMappings: mappings }, prevResult: a.result };
+  const conf = { cniVersion: '1.0.0', name: 'conformance', type: ctx.name('portmap'), dataDir: `${ctx.lab.dir}/plugins`, runtimeConfig: { portMappings: mappings }, prevResult: a.result };
   ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'ADD', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap ADD');
   return () => ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'DEL', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap DEL');
 }
@@ -404,7 +404,7 @@ export const CASES: Case[] = [
       const a = addBridge(ctx, version);
       resultShape(a.result, version, `bridge ADD in ${version}`);
       let final: AnyResult = a.result;
-      const pm = ctx.names.portmap ? { cniVersion: version, name: 'conformance', type: ctx.names.portmap } : undefined;
+      const pm = ctx.names.portmap ? { cniVersion: version, name: 'conformance', type: ctx.names.portmap, dataDir: `${ctx.lab.dir}/plugins` } : undefined;
       if (pm) {
         const r = ctx.lab.plugin(pm.type, { command: 'ADD', containerId: a.id, netns: a.netns, ifname: 'eth0', config: { ...pm, prevResult: a.result } });
         ok(r, `portmap ADD in ${version}`);
@@ -601,7 +601,7 @@ export const CASES: Case[] = [
     title: 'a published TCP port is DNATed to the container (from the host itself)',
     run(ctx) {
       const a = addBridge(ctx, '1.0.0', { hairpinMode: true });
-      const conf = { cniVersion: '1.0.0', name: 'conformance', type: ctx.name('portmap'), runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] }, prevResult: a.result };
+      const conf = { cniVersion: '1.0.0', name: 'conformance', type: ctx.name('portmap'), dataDir: `${ctx.lab.dir}/plugins`, runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] }, prevResult: a.result };
       ok(ctx.lab.plugin(ctx.name('portmap'), { command: 'ADD', containerId: a.id, netns: a.netns, ifname: 'eth0', config: conf }), 'portmap ADD');
       const gw = (a.result.ips?.[0] as { gateway?: string } | undefined)?.gateway;
       // A listener in the container accepts the DNATed connection.

@@ -37,6 +37,8 @@ export function runConformance(pluginDir: string, names: Names, only?: string[])
           isDefaultGateway: true,
           ipMasq: true,
           ipam: { type: ctx.name('ipam'), ranges: [[{ subnet: '10.250.0.0/24' }]], dataDir: `${lab.dir}/ipam` },
+          // cnikit's plugins keep their records there (others ignore the key): a plugin under test that never DELs leaves nothing on the machine.
+          dataDir: `${lab.dir}/plugins`,
           ...extra,
         };
       },

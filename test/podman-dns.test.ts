@@ -8,7 +8,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
-import { BIN, REFERENCE_BIN } from './dist.ts';
+import { BIN } from './dist.ts';
 
 let lab: Lab;
 let env: NodeJS.ProcessEnv;
@@ -26,7 +26,7 @@ beforeAll(() => {
   symlinkSync('busybox', join(rootfs, 'bin/sh'));
   for (const d of ['net.d', 'graph', 'run', 'tmp']) mkdirSync(join(w, d));
   writeFileSync(join(w, 'resolv.conf'), '');
-  writeFileSync(join(w, 'containers.conf'), `[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${BIN}", "${REFERENCE_BIN}"]\nnetwork_config_dir = "${join(w, 'net.d')}"\n[engine]\nruntime = "runc"\ntmp_dir = "${join(w, 'tmp')}"\n`);
+  writeFileSync(join(w, 'containers.conf'), `[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${BIN}"]\nnetwork_config_dir = "${join(w, 'net.d')}"\n[engine]\nruntime = "runc"\ntmp_dir = "${join(w, 'tmp')}"\n`);
   writeFileSync(join(w, 'storage.conf'), `[storage]\ndriver = "vfs"\nrunroot = "${join(w, 'run')}"\ngraphroot = "${join(w, 'graph')}"\n`);
   env = {
     ...process.env,
@@ -45,6 +45,8 @@ afterAll(() => {
   if (pid) process.kill(pid, 'SIGKILL');
   // The lab host's records directory under the default data dir goes with the lab.
   if (lab) rmSync(recordsRoot(), { recursive: true, force: true });
+  // Podman's conflist has no dataDir: host-local keeps the network's leases in the default place.
+  rmSync(join('/var/lib/cni/networks', NET), { recursive: true, force: true });
   lab?.destroy();
 });
 
