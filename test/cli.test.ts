@@ -11,14 +11,7 @@ let lab: Lab;
 let env: NodeJS.ProcessEnv;
 beforeAll(() => {
   lab = Lab.create();
-  env = {
-    ...process.env,
-    CNIKIT_CONFIG_DIR: join(lab.dir, 'net.d'),
-    CNIKIT_STATE_DIR: join(lab.dir, 'state'),
-    CNIKIT_CACHE_DIR: join(lab.dir, 'cache'),
-    CNIKIT_DATA_DIR: join(lab.dir, 'data'),
-    NODE_EXTRA_CA_CERTS: '',
-  };
+  env = lab.cliEnv();
 });
 afterAll(() => {
   // Containers the tests left (on failure) go through the CLI first, then the sweep.

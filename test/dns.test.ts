@@ -25,15 +25,7 @@ beforeAll(async () => {
   await startUpstream(outside, UPLINK.outside4, { 'outside.example': '198.51.100.7' }, children);
   // The responder's upstreams: the lab host's own resolv.conf, as `ip netns exec` would show it.
   writeFileSync(join(lab.dir, 'resolv.conf'), `nameserver ${UPLINK.outside4}\n`);
-  env = {
-    ...process.env,
-    CNIKIT_CONFIG_DIR: join(lab.dir, 'net.d'),
-    CNIKIT_STATE_DIR: join(lab.dir, 'state'),
-    CNIKIT_CACHE_DIR: join(lab.dir, 'cache'),
-    CNIKIT_DATA_DIR: join(lab.dir, 'data'),
-    CNIKIT_DNS_RESOLV_CONF: join(lab.dir, 'resolv.conf'),
-    NODE_EXTRA_CA_CERTS: '',
-  };
+  env = { ...lab.cliEnv(), CNIKIT_DNS_RESOLV_CONF: join(lab.dir, 'resolv.conf') };
 }, 60_000);
 
 afterAll(() => {

@@ -270,14 +270,7 @@ describe('firewall options and failures', () => {
 
 describe('cnikit network create on a host with FORWARD policy DROP', () => {
   it('its conflist chains firewall and tuning: a container reaches out and its published port answers from outside; rm leaves nothing', async () => {
-    const env = {
-      ...process.env,
-      CNIKIT_CONFIG_DIR: join(lab.dir, 'net.d'),
-      CNIKIT_STATE_DIR: join(lab.dir, 'cli-state'),
-      CNIKIT_CACHE_DIR: join(lab.dir, 'cache'),
-      CNIKIT_DATA_DIR: join(lab.dir, 'data'),
-      NODE_EXTRA_CA_CERTS: '',
-    };
+    const env = lab.cliEnv('cli-state');
     const cnikit = (args: string[]) => lab.exec(join(DIST, 'cnikit'), args, { env });
     const name = `${RUN_PREFIX}-web`;
     expect(cnikit(['network', 'create', '--subnet', '10.71.200.0/24', 'dropnet']).stderr).toBe('');

@@ -70,6 +70,18 @@ export class Lab {
     return join(dataDir, `ns-${statSync(hostPath).ino}`);
   }
 
+  /** The environment of a `cnikit` command whose config, state, cache and data dirs are this lab's. */
+  cliEnv(stateDir = 'state'): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      CNIKIT_CONFIG_DIR: join(this.dir, 'net.d'),
+      CNIKIT_STATE_DIR: join(this.dir, stateDir),
+      CNIKIT_CACHE_DIR: join(this.dir, 'cache'),
+      CNIKIT_DATA_DIR: join(this.dir, 'data'),
+      NODE_EXTRA_CA_CERTS: '',
+    };
+  }
+
   /** A fresh "container" namespace; returns its path. */
   container(): string {
     return `/run/netns/${this.addNetns('c')}`;

@@ -19,14 +19,7 @@ const names = ['a1', 'a2', 'a3', 'b1', 'b2', 'c1'];
 
 beforeAll(async () => {
   lab = Lab.create();
-  env = {
-    ...process.env,
-    CNIKIT_CONFIG_DIR: join(lab.dir, 'net.d'),
-    CNIKIT_STATE_DIR: join(lab.dir, 'state'),
-    CNIKIT_CACHE_DIR: join(lab.dir, 'cache'),
-    CNIKIT_DATA_DIR: join(lab.dir, 'data'),
-    NODE_EXTRA_CA_CERTS: '',
-  };
+  env = lab.cliEnv();
   outside = addOutside(lab);
   // "The outside world": answers with the address a connection came from.
   await startPeerServer(outside, 'tcp', '0.0.0.0', 7000, servers);
