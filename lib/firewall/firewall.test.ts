@@ -218,6 +218,20 @@ describe.each(CASES)('firewall backend $backend', (c) => {
       ],
     };
 
+    it('an address that moved to a new owner takes the old owner\'s host ports along: nothing is left after both DELs', () => {
+      // The stress run's leak: A's DEL was killed, its address went to B, A's DEL came again.
+      const before = c.dump(lab);
+      const on = (port: number): PortMappingRequest => ({ containers: [parsePrefix('10.4.0.40/24')], mappings: [{ hostPort: port, containerPort: 80, protocol: 'tcp' }] });
+      inLab(() => fw.addPortMappings(key('moved-a'), on(18001)));
+      inLab(() => fw.addPortMappings(key('moved-b'), on(18002)));
+      inLab(() => fw.checkPortMappings(key('moved-b'), on(18002)));
+      inLab(() => fw.delPortMappings(key('moved-a'), on(18001)));
+      inLab(() => fw.checkPortMappings(key('moved-b'), on(18002)));
+      inLab(() => fw.delPortMappings(key('moved-b'), on(18002)));
+      expect(c.dump(lab)).not.toContain('18001');
+      expect(c.dump(lab)).toBe(before);
+    });
+
     it('add, check, del, del again', () => {
       const before = c.dump(lab);
       inLab(() => fw.addPortMappings(key('p1'), req));
