@@ -232,6 +232,22 @@ describe.each(CASES)('firewall backend $backend', (c) => {
       expect(c.dump(lab)).toBe(before);
     });
 
+    it.runIf(c.backend === 'nftables')('gc removes host-port and masquerade elements no owner element claims', () => {
+      const before = c.dump(lab);
+      inLab(() => fw.addPortMappings(key('kept'), { containers: [parsePrefix('10.4.0.42/24')], mappings: [{ hostPort: 18006, containerPort: 80, protocol: 'tcp' }] }));
+      const withKept = c.dump(lab);
+      must(lab, 'nft', ['-f', '-'], [
+        'add element inet cnikit ports4 { tcp . 18005 : 10.4.0.41 . 80 }',
+        'add element inet cnikit ports4ip { 127.0.0.1 . tcp . 18007 : 10.4.0.41 . 80 }',
+      ].join('\n'));
+      expect(c.dump(lab)).toContain('18005');
+      inLab(() => fw.gcPortMappings('net1', [{ containerId: 'kept', ifname: 'eth0' }]));
+      inLab(() => fw.gcMasquerade('net1', [{ containerId: 'kept', ifname: 'eth0' }]));
+      expect(c.dump(lab)).toBe(withKept);
+      inLab(() => fw.delPortMappings(key('kept'), { containers: [parsePrefix('10.4.0.42/24')], mappings: [{ hostPort: 18006, containerPort: 80, protocol: 'tcp' }] }));
+      expect(c.dump(lab)).toBe(before);
+    });
+
     it('add, check, del, del again', () => {
       const before = c.dump(lab);
       inLab(() => fw.addPortMappings(key('p1'), req));

@@ -614,6 +614,17 @@ function gcOwners(
         }
       }
     }
+    // Elements no owner element claims belong to no attachment (whatever left them): they go too.
+    for (const f of [4, 6] as const) {
+      const owned = elements.get(`${prefix}owner${f}`) ?? new Map<string, string>();
+      const sets = prefix === 'masq' ? [`masq${f}`] : [`ports${f}`, `ports${f}ip`, `portsnat${f}`];
+      for (const set of sets) {
+        for (const [k, v] of elements.get(set) ?? []) {
+          const addr = set.startsWith('ports') && !set.startsWith('portsnat') ? v.split(' . ')[0]! : k;
+          if (!owned.has(addr) && !gone.get(set)?.has(k)) del(set, k);
+        }
+      }
+    }
     // Per-subnet chains nothing jumps to any more.
     const chainPrefix = prefix === 'masq' ? 'masq-' : 'psnat-';
     const used = new Set<string>();
