@@ -333,9 +333,11 @@ function firewallLeftovers(s: Stress, nets: Net[]): string[] {
   if (table.code === 0) {
     for (const item of (JSON.parse(table.stdout) as { nftables: Record<string, { name?: string; elem?: unknown[] }>[] }).nftables) {
       const m = item.map ?? item.set;
-      for (const e of m?.elem ?? []) {
+      // bridges/isolated/net are per network (they stay while the network does); the rest are per container.
+      if (!m?.name || ['bridges', 'isolated', 'net'].includes(m.name)) continue;
+      for (const e of m.elem ?? []) {
         const text = JSON.stringify(e);
-        out.push(`nftables ${netOf(text)} ${m!.name}: ${text}`);
+        out.push(`nftables ${netOf(text)} ${m.name}: ${text}`);
       }
     }
   }
