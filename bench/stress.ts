@@ -82,6 +82,8 @@ export interface StressResult {
     leaksAfterGc: Leaks;
     traffic: { checked: number; ports: number; masquerade: number };
     leftAfterCleanup: Leaks;
+    /** The firewall elements/rules left after everything was DELeted, so a leak names its network and backend. */
+    leftovers: string[];
     ms: number;
   };
   reload: { live: number; beforeFlush: number; afterFlush: number; afterReload: number; reloadMs: number; output: string };
@@ -320,6 +322,31 @@ function count(s: Stress, nets: Net[]): Counts {
   };
 }
 
+/**
+ * Every cnikit map/set element and per-container iptables rule still there, each named with the
+ * network whose subnet it mentions (or "?"), so a count above 0 can be traced to a network and backend.
+ */
+function firewallLeftovers(s: Stress, nets: Net[]): string[] {
+  const netOf = (text: string) => nets.find((n) => text.includes(n.subnet.replace(/\.0\/\d+$/, '.')))?.name ?? '?';
+  const out: string[] = [];
+  const table = s.sh('nft', ['-j', 'list', 'table', 'inet', 'cnikit']);
+  if (table.code === 0) {
+    for (const item of (JSON.parse(table.stdout) as { nftables: Record<string, { name?: string; elem?: unknown[] }>[] }).nftables) {
+      const m = item.map ?? item.set;
+      // bridges/isolated/net are per network (they stay while the network does); the rest are per container.
+      if (!m?.name || ['bridges', 'isolated', 'net'].includes(m.name)) continue;
+      for (const e of m.elem ?? []) {
+        const text = JSON.stringify(e);
+        out.push(`nftables ${netOf(text)} ${m.name}: ${text}`);
+      }
+    }
+  }
+  for (const line of s.sh('iptables-save', []).stdout.split('\n')) {
+    if (/^-A CNIK-(POSTROUTING|HOSTPORTS|HOSTPORTS-SNAT) /.test(line)) out.push(`iptables ${netOf(line)}: ${line}`);
+  }
+  return out;
+}
+
 /** What is there beyond what the survivors should hold. */
 function leaks(c: Counts, nets: Net[], survivors: Container[]): Leaks {
   const on = (n: Net) => survivors.filter((x) => x.net === n).length;
@@ -517,9 +544,11 @@ async function churn(s: Stress, nets: Net[], result: StressResult): Promise<Cont
     s.lab.remove(c.netns);
   }
   const leftAfterCleanup = leaks(count(s, nets), nets, []);
+  const leftovers = firewallLeftovers(s, nets);
+  for (const l of leftovers) s.log(`left: ${l}`);
   result.churn = {
     adds, dels, execs: 0, killed: 0, failedAdds, runtimeDels: needDel.size, runtimeDelErrors, gcErrors, survivors: survivors.length,
-    leaksAfterGc, traffic: { checked: survivors.length, ports: t.ports, masquerade: t.masq }, leftAfterCleanup, ms,
+    leaksAfterGc, traffic: { checked: survivors.length, ports: t.ports, masquerade: t.masq }, leftAfterCleanup, leftovers, ms,
   };
   return survivors;
 }
@@ -596,6 +625,7 @@ export function report(r: StressResult): string {
     '|---|---|---|---|---|---|---|---|',
     `| ${Object.values(r.churn.leftAfterCleanup).join(' | ')} |`,
     '',
+    ...(r.churn.leftovers.length ? ['Firewall elements and rules left after that (backend, network, map or rule):', '', ...r.churn.leftovers.map((l) => `- \`${l}\``), ''] : []),
     '## (c) a firewall flush in the middle of the churn, then `cnikit firewall reload`',
     '',
     `${r.reload.live} live containers, each serving its published port: ${r.reload.beforeFlush} passed (port and masquerade) before, ${r.reload.afterFlush} after \`nft flush ruleset\`, ${r.reload.afterReload} after \`cnikit firewall reload\` (${r.reload.reloadMs.toFixed(0)} ms: "${r.reload.output}").`,

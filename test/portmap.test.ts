@@ -190,6 +190,22 @@ describe.each(['nftables', 'iptables'] as const)('portmap with %s', (backend) =>
     expect(net.run('bridge', 'DEL', a.id, a.netns, net.bridgeConf).status).toBe(0);
   });
 
+  it('an address that moved to another container before the old one\'s DEL leaves none of the old host ports after both DELs', () => {
+    const net = setup(backend);
+    const a = net.container([{ hostPort: 8390, containerPort: 80 }]);
+    // A's portmap DEL was killed; its bridge DEL freed the address, and B got it.
+    expect(net.run('bridge', 'DEL', a.id, a.netns, net.bridgeConf).status).toBe(0);
+    const bId = `pm${ids++}`;
+    const b = net.run('portmap', 'ADD', bId, a.netns, net.portmapConf([{ hostPort: 8391, containerPort: 80 }], a.prev));
+    expect(b.status).toBe(0);
+    expect(net.run('portmap', 'DEL', a.id, undefined, net.portmapConf(a.portMappings, a.prev)).status).toBe(0);
+    expect(portRulesMentioning(a.v4).length).toBeGreaterThan(0);
+    expect(net.run('portmap', 'DEL', bId, undefined, net.portmapConf([{ hostPort: 8391, containerPort: 80 }], a.prev)).status).toBe(0);
+    expect(portRulesMentioning(a.v4)).toEqual([]);
+    expect(portRulesMentioning(a.v6)).toEqual([]);
+    expect(net.records()).toEqual([]);
+  });
+
   it('DEL works twice and without the netns; GC removes exactly the stale attachments', () => {
     const net = setup(backend);
     const a = net.container([{ hostPort: 8380, containerPort: 80 }]);

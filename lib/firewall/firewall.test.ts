@@ -218,6 +218,36 @@ describe.each(CASES)('firewall backend $backend', (c) => {
       ],
     };
 
+    it('an address that moved to a new owner takes the old owner\'s host ports along: nothing is left after both DELs', () => {
+      // The stress run's leak: A's DEL was killed, its address went to B, A's DEL came again.
+      const before = c.dump(lab);
+      const on = (port: number): PortMappingRequest => ({ containers: [parsePrefix('10.4.0.40/24')], mappings: [{ hostPort: port, containerPort: 80, protocol: 'tcp' }] });
+      inLab(() => fw.addPortMappings(key('moved-a'), on(18001)));
+      inLab(() => fw.addPortMappings(key('moved-b'), on(18002)));
+      inLab(() => fw.checkPortMappings(key('moved-b'), on(18002)));
+      inLab(() => fw.delPortMappings(key('moved-a'), on(18001)));
+      inLab(() => fw.checkPortMappings(key('moved-b'), on(18002)));
+      inLab(() => fw.delPortMappings(key('moved-b'), on(18002)));
+      expect(c.dump(lab)).not.toContain('18001');
+      expect(c.dump(lab)).toBe(before);
+    });
+
+    it.runIf(c.backend === 'nftables')('gc removes host-port and masquerade elements no owner element claims', () => {
+      const before = c.dump(lab);
+      inLab(() => fw.addPortMappings(key('kept'), { containers: [parsePrefix('10.4.0.42/24')], mappings: [{ hostPort: 18006, containerPort: 80, protocol: 'tcp' }] }));
+      const withKept = c.dump(lab);
+      must(lab, 'nft', ['-f', '-'], [
+        'add element inet cnikit ports4 { tcp . 18005 : 10.4.0.41 . 80 }',
+        'add element inet cnikit ports4ip { 127.0.0.1 . tcp . 18007 : 10.4.0.41 . 80 }',
+      ].join('\n'));
+      expect(c.dump(lab)).toContain('18005');
+      inLab(() => fw.gcPortMappings('net1', [{ containerId: 'kept', ifname: 'eth0' }]));
+      inLab(() => fw.gcMasquerade('net1', [{ containerId: 'kept', ifname: 'eth0' }]));
+      expect(c.dump(lab)).toBe(withKept);
+      inLab(() => fw.delPortMappings(key('kept'), { containers: [parsePrefix('10.4.0.42/24')], mappings: [{ hostPort: 18006, containerPort: 80, protocol: 'tcp' }] }));
+      expect(c.dump(lab)).toBe(before);
+    });
+
     it('add, check, del, del again', () => {
       const before = c.dump(lab);
       inLab(() => fw.addPortMappings(key('p1'), req));

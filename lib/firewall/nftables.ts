@@ -387,9 +387,22 @@ function repairLines(c: Compiled, t: TableState): NftLine<Elem>[] {
   for (const [name, type] of SETS) push(`add ${type.includes(' : ') ? 'map' : 'set'} ${T} ${name} { type ${type}; }`);
   for (const def of [...BASE_CHAINS, ...c.chains]) for (const l of chainLines(def, chains?.get(def.name))) push(l);
   const dropChains = new Set<string>();
+  const wanted = new Set(c.elems.map((e) => `${e.set}\0${normElement(e.key)}`));
   for (const e of c.elems) {
     const cur = elements.get(e.set)?.get(normElement(e.key));
     if (cur === undefined || e.data === undefined || cur === normElement(e.data)) continue;
+    if (e.kind === 'owner' && e.set.startsWith('portowner')) {
+      // The address moved from a dead attachment to this one: that attachment's host
+      // ports to it go now, since its DEL will find the address owned by another and
+      // leave them (they are keyed by host port, so this ADD's elements do not replace them).
+      const f = e.set.slice(-1);
+      const addr = normElement(e.key);
+      for (const set of [`ports${f}`, `ports${f}ip`]) {
+        for (const [k, v] of elements.get(set) ?? []) {
+          if (v.split(' . ')[0] === addr && !wanted.has(`${set}\0${k}`)) push(`delete element ${T} ${set} { ${k} }`);
+        }
+      }
+    }
     // A mapping to the same container address is this attachment's own (the owner
     // element of that address is ours or replaced in this transaction): replace it.
     if (e.kind === 'conflict' && cur.split(' . ')[0] !== normElement(e.data).split(' . ')[0]) {
@@ -598,6 +611,17 @@ function gcOwners(
             for (const [k, v] of elements.get(set) ?? []) if (v.split(' . ')[0] === addr) del(set, k);
           }
           if (elements.get(`portsnat${f}`)?.has(addr)) del(`portsnat${f}`, addr);
+        }
+      }
+    }
+    // Elements no owner element claims belong to no attachment (whatever left them): they go too.
+    for (const f of [4, 6] as const) {
+      const owned = elements.get(`${prefix}owner${f}`) ?? new Map<string, string>();
+      const sets = prefix === 'masq' ? [`masq${f}`] : [`ports${f}`, `ports${f}ip`, `portsnat${f}`];
+      for (const set of sets) {
+        for (const [k, v] of elements.get(set) ?? []) {
+          const addr = set.startsWith('ports') && !set.startsWith('portsnat') ? v.split(' . ')[0]! : k;
+          if (!owned.has(addr) && !gone.get(set)?.has(k)) del(set, k);
         }
       }
     }
