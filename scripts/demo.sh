@@ -49,6 +49,10 @@ step "web2 -> web1 over the bridge"
 show cnikit exec web2 -- bash -c 'cat </dev/tcp/172.22.16.8/80'
 ck exec "$web2" -- timeout 3 bash -c 'exec 3<>/dev/tcp/172.22.16.8/80 && cat <&3'
 
+step "web2 -> web1 by name (the network's name responder, as on Docker's user-defined networks)"
+show cnikit exec web2 -- getent hosts web1
+ck exec "$web2" -- getent hosts "$web1"
+
 step "the outside host -> the lab host's 203.0.113.1:8080 -> web1:80"
 ip netns exec "$out" timeout 3 bash -c 'exec 3<>/dev/tcp/203.0.113.1/8080 && cat <&3'
 
