@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { DIST } from './dist.ts';
 import { addOutside, UPLINK } from './net.ts';
-import { ask, startUpstream } from './dnsq.ts';
+import { ask, startUpstream, responderPid as findResponder, alive } from './dnsq.ts';
 
 let lab: Lab;
 let env: NodeJS.ProcessEnv;
@@ -40,20 +40,8 @@ function cnikit(args: string[]) {
   return lab.exec(join(DIST, 'cnikit'), args, { env });
 }
 
-function responderPid(): number | undefined {
-  // The lab host's directory (lib/state: records are per host network namespace).
-  const f = join(lab.hostState(join(lab.dir, 'data', 'plugins')), 'dnsname', 'responder.pid');
-  return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
-}
+const responderPid = () => findResponder(lab, join(lab.dir, 'data', 'plugins'));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const ns = (n: string) => `/run/netns/${name(n)}`;
 

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, ROOT } from './dist.ts';
-import { ask, startUpstream } from './dnsq.ts';
+import { ask, startUpstream, responderPid as findResponder, alive } from './dnsq.ts';
 
 let lab: Lab;
 let container: string;
@@ -52,19 +52,8 @@ function root(): string {
   return join(dataDir, `ns-${ino}`, 'dnsname');
 }
 
-function responderPid(): number | undefined {
-  const f = join(root(), 'responder.pid');
-  return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
-}
+const responderPid = () => findResponder(lab, dataDir);
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function rss(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -3,6 +3,8 @@
 // the "outside" namespace. Both run as node children (dns-packet from the
 // worktree's node_modules) under nsenter.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ROOT } from './dist.ts';
 import type { Lab } from './lab.ts';
 
@@ -89,4 +91,19 @@ export function askAsync(netns: string, server: string, name: string, type = 'A'
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve) => child.on('exit', (code) => resolve(code === 0 ? (JSON.parse(out) as DnsAnswer) : undefined)));
+}
+
+/** The pid the lab host's name responder wrote under `dataDir` (its per-host directory, lib/state), if any. */
+export function responderPid(lab: Lab, dataDir: string): number | undefined {
+  const f = join(lab.hostState(dataDir), 'dnsname', 'responder.pid');
+  return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

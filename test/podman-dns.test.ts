@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readFileSync, exis
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { BIN } from './dist.ts';
+import { responderPid as findResponder, alive } from './dnsq.ts';
 
 let lab: Lab;
 let env: NodeJS.ProcessEnv;
@@ -60,19 +61,8 @@ function recordsRoot(): string {
   return `/run/cni/cnikit/ns-${ino}/dnsname`;
 }
 
-function responderPid(): number | undefined {
-  const f = join(recordsRoot(), 'responder.pid');
-  return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
-}
+const responderPid = () => findResponder(lab, '/run/cni/cnikit');
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function run(n: string, extra: string[] = []): void {
   names.push(name(n));
