@@ -3,7 +3,7 @@
 // host for masquerade, isolation between networks, and leak checks after DEL.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './lab.ts';
 import { bin, BIN, REFERENCE_BIN } from './dist.ts';
@@ -196,6 +196,33 @@ describe.each(BACKENDS)('bridge with %s masquerade', (backend) => {
     expect(ping(lab, a.netns, `10.${base}.5.1`)).toBe(true);
     for (const x of [a, b]) expect(call(net, 'DEL', x.netns, x.id).status).toBe(0);
   });
+
+  if (backend === 'nftables') {
+    it("a subnet's first container after its last one left: the masquerade chain comes back with its elements, no nft exec", async () => {
+      const net = network({ subnet: `10.${base}.31.0/24`, backend });
+      const a = attach(net);
+      expect(call(net, 'DEL', a.netns, a.id).status).toBe(0);
+      const comment = `masquerade 10.${base}.31.0/24`;
+      expect(lab.exec('nft', ['list', 'ruleset']).stdout).not.toContain(comment);
+      // nft on PATH first, logging each call.
+      const fake = join(lab.dir, 'fakebin');
+      const log = join(lab.dir, 'nft-calls');
+      mkdirSync(fake, { recursive: true });
+      writeFileSync(join(fake, 'nft'), `#!/bin/sh\necho "$*" >> ${log}\nexec /usr/sbin/nft "$@"\n`, { mode: 0o755 });
+      const netns = lab.container();
+      const r = lab.plugin(bin('bridge'), { command: 'ADD', containerId: 'again', netns, ifname: 'eth0', path: BIN, config: net.conf, env: { PATH: `${fake}:${process.env.PATH}` } });
+      expect(r.stdout + r.stderr).not.toContain('"code"');
+      expect(existsSync(log) ? readFileSync(log, 'utf8') : '').toBe('');
+      expect(lab.exec('nft', ['list', 'ruleset']).stdout).toContain(comment);
+      const result = JSON.parse(r.stdout) as Attached['result'];
+      const v4 = result.ips[0]!.address.split('/')[0]!;
+      expect(tcpAsk(lab, netns, '203.0.113.2', 8080)).toBe('203.0.113.1');
+      expect(call(net, 'CHECK', netns, 'again', { prevResult: result }).status).toBe(0);
+      expect(call(net, 'DEL', netns, 'again').status).toBe(0);
+      expectNothingLeft(net, { v4, id: 'again' });
+      expect(lab.exec('nft', ['list', 'ruleset']).stdout).not.toContain(comment);
+    });
+  }
 
   it('DEL cleans up after the netns was deleted, and after the address was removed; DEL twice succeeds', () => {
     const net = network({ subnet: `10.${base}.6.0/24`, backend });

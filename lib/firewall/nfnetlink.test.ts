@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { Lab } from '../../test/lab.ts';
 import { withNetns } from '../netns/index.ts';
 import { applyBatch, encodeChange, deleteUnusedChains, BatchUnsupported, type ElemChange } from './nfnetlink.ts';
+import { encodeRule } from './nft-rules.ts';
 import { parseIP } from '../ip/index.ts';
 
 const TYPES = new Map([
@@ -148,5 +149,61 @@ describe('nf_tables element batches over netlink', () => {
     batch([{ op: 'delete', set: 'masq', key: '10.9.9.9' }]);
     expect(withNetns(lab.hostPath, () => deleteUnusedChains('nfnl', ['masq-b']))).toEqual(['masq-b']);
     expect(nft(['list', 'table', 'inet', 'nfnl'])).not.toContain('masq-b');
+  });
+
+  it('counts a chain\'s own rules as its own: a chain of several rules goes once nothing jumps to it', () => {
+    nft(['-f', '-'], 'add chain inet nfnl psnat-m { }\nadd rule inet nfnl psnat-m ip saddr 10.5.0.0/16 masquerade\nadd rule inet nfnl psnat-m ip saddr 127.0.0.0/8 masquerade\n');
+    batch([{ op: 'add', set: 'masq', key: '10.5.0.9', data: 'goto psnat-m' }]);
+    expect(withNetns(lab.hostPath, () => deleteUnusedChains('nfnl', ['psnat-m']))).toEqual([]);
+    batch([{ op: 'delete', set: 'masq', key: '10.5.0.9' }]);
+    expect(withNetns(lab.hostPath, () => deleteUnusedChains('nfnl', ['psnat-m']))).toEqual(['psnat-m']);
+    expect(nft(['list', 'table', 'inet', 'nfnl'])).not.toContain('psnat-m');
+  });
+
+  // Every rule form cnikit's chains use (nftables.ts), and the prefix lengths
+  // where nft loads fewer bytes or masks: nft must print each back as written.
+  const RULES = [
+    'ip daddr != 10.88.0.0/16 ip daddr != 224.0.0.0/4 masquerade',
+    'ip6 daddr != fd00:1::/64 ip6 daddr != ff00::/8 masquerade',
+    'ip daddr 10.1.0.0/20 return',
+    'ip daddr 10.1.2.3 return',
+    'ip saddr 10.80.0.0/12 masquerade',
+    'ip saddr 127.0.0.0/8 masquerade',
+    'ip6 saddr ::1 masquerade',
+    'ip6 daddr fd00::/56 return',
+    'ip6 daddr fd00::/60 return',
+    'oifname "br-x0" drop',
+    'oifname "br-x0" return',
+    'oifname @bridges drop',
+    'masquerade',
+  ];
+
+  it('makes a chain, its comment and its rules in the transaction of the elements that jump to it', () => {
+    const rules = RULES.map(encodeRule);
+    const r = withNetns(lab.hostPath, () =>
+      applyBatch('nfnl', TYPES, [{ op: 'add', set: 'masq', key: '10.7.7.7', data: 'goto masq-new' }], [{ name: 'masq-new', comment: 'masquerade 10.7.0.0/16', rules }]),
+    );
+    expect(r.errors).toEqual([0]);
+    const text = nft(['-t', 'list', 'chain', 'inet', 'nfnl', 'masq-new']);
+    const body = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^(table|chain|\})/.test(l));
+    expect(body).toEqual(['comment "masquerade 10.7.0.0/16"', ...RULES]);
+    expect(listed('masq')).toContain('10.7.7.7 : goto masq-new');
+    // Again (a racing ADD): the chain is emptied first, so its rules are not doubled.
+    withNetns(lab.hostPath, () => applyBatch('nfnl', TYPES, [], [{ name: 'masq-new', rules: [encodeRule('masquerade')] }]));
+    expect(nft(['-t', 'list', 'chain', 'inet', 'nfnl', 'masq-new']).match(/^\s*masquerade$/gm)?.length).toBe(1);
+  });
+
+  it('commits nothing when one part is refused: the chain is not made when an element fails', () => {
+    const r = withNetns(lab.hostPath, () =>
+      applyBatch('nfnl', TYPES, [{ op: 'add', set: 'missing', key: '10.0.0.1' }], [{ name: 'masq-never', rules: [encodeRule('masquerade')] }]),
+    );
+    expect(r.errors).toEqual([2]);
+    expect(nft(['list', 'table', 'inet', 'nfnl'])).not.toContain('masq-never');
+  });
+
+  it('refuses rule text outside its grammar, so the caller uses nft', () => {
+    for (const bad of ['ip daddr { 10.0.0.0/8, 224.0.0.0/4 } masquerade', 'tcp dport 80 accept', 'ip daddr 10.0.0.0/8', 'oifname != @bridges drop', 'ip daddr fd00::1 return', 'counter masquerade']) {
+      expect(() => encodeRule(bad), bad).toThrow(BatchUnsupported);
+    }
   });
 });

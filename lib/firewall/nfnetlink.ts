@@ -4,7 +4,7 @@
 // it is where an `nft` exec (its start-up and its cache dumps, which grow with
 // the maps) was most of a plugin's time. Anything else goes through `nft -f`.
 import { sys, SysError, errnoName, NETLINK_NETFILTER } from '../sys/index.ts';
-import { attr, nested, str, concat, struct, parseAttrs } from '../netlink/codec.ts';
+import { attr, nested, str, concat, struct, parseAttrs, NLA_F_NESTED } from '../netlink/codec.ts';
 import { type IPAddr, ipToBytes, tryParseIP } from '../ip/index.ts';
 import { findCoreutil } from '../fs/index.ts';
 
@@ -12,6 +12,8 @@ const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
 const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const NLM_F_DUMP = 0x300;
 const HEADER = 16;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
@@ -19,6 +21,9 @@ const NFNL_MSG_BATCH_END = 0x11;
 const NFT_MSG_NEWCHAIN = 3;
 const NFT_MSG_GETCHAIN = 4;
 const NFT_MSG_DELCHAIN = 5;
+const NFT_MSG_NEWRULE = 6;
+const NFT_MSG_GETRULE = 7;
+const NFT_MSG_DELRULE = 8;
 const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_DELSETELEM = 14;
 const NFT_MSG_GETGEN = 16;
@@ -26,6 +31,12 @@ const NFPROTO_INET = 1;
 const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
 const NFTA_CHAIN_USE = 6;
+const NFTA_CHAIN_USERDATA = 12;
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_EXPRESSIONS = 4;
+const NLM_F_APPEND = 0x800;
+const NFTNL_UDATA_CHAIN_COMMENT = 0;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
@@ -143,11 +154,39 @@ function encodeData(type: string, text: string, given?: readonly Atom[]): Uint8A
   throw new BatchUnsupported(`"${text}" is not a verdict`);
 }
 
-function encodeComment(comment: string): Uint8Array {
+function encodeComment(comment: string, attrType = NFTA_SET_ELEM_USERDATA, udataType = NFTNL_UDATA_SET_ELEM_COMMENT): Uint8Array {
   const text = te.encode(comment);
   // nftnl udata TLV: one byte type, one byte length, the NUL-terminated text.
   if (text.length + 1 > 255) throw new BatchUnsupported('comment too long');
-  return attr(NFTA_SET_ELEM_USERDATA, concat([Uint8Array.of(NFTNL_UDATA_SET_ELEM_COMMENT, text.length + 1), text, Uint8Array.of(0)]));
+  return attr(attrType, concat([Uint8Array.of(udataType, text.length + 1), text, Uint8Array.of(0)]));
+}
+
+/** A regular chain of the table made (or, if it is there, emptied) and given its rules, each as nft-rules.ts encodes it. */
+export interface ChainChange {
+  name: string;
+  comment?: string;
+  rules: readonly Uint8Array[];
+}
+
+/** The messages of one ChainChange: create, flush, then each rule appended. */
+function chainMessages(table: string, c: ChainChange, seq: number): Uint8Array[] {
+  const sub = NFNL_SUBSYS_NFTABLES << 8;
+  const out = [
+    message(sub | NFT_MSG_NEWCHAIN, NLM_F_ACK | NLM_F_CREATE, seq, NFPROTO_INET, 0, [
+      str(NFTA_CHAIN_TABLE, table),
+      str(NFTA_CHAIN_NAME, c.name),
+      ...(c.comment ? [encodeComment(c.comment, NFTA_CHAIN_USERDATA, NFTNL_UDATA_CHAIN_COMMENT)] : []),
+    ]),
+    message(sub | NFT_MSG_DELRULE, NLM_F_ACK, seq + 1, NFPROTO_INET, 0, [str(NFTA_RULE_TABLE, table), str(NFTA_RULE_CHAIN, c.name)]),
+  ];
+  for (let i = 0; i < c.rules.length; i++) {
+    out.push(message(sub | NFT_MSG_NEWRULE, NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, seq + 2 + i, NFPROTO_INET, 0, [
+      str(NFTA_RULE_TABLE, table),
+      str(NFTA_RULE_CHAIN, c.name),
+      attr(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, c.rules[i]!),
+    ]));
+  }
+  return out;
 }
 
 function message(type: number, flags: number, seq: number, family: number, resId: number, attrs: readonly Uint8Array[]): Uint8Array {
@@ -197,19 +236,29 @@ const recvBuf = new Uint8Array(1 << 16);
 
 /**
  * Applies the changes as one transaction (all or nothing, as `nft -f` does)
- * to table `inet <table>` in the calling thread's network namespace. Throws
- * BatchUnsupported, before sending anything, when a change cannot be encoded
- * or nfnetlink cannot be opened.
+ * to table `inet <table>` in the calling thread's network namespace, after
+ * making the given chains in the same transaction. Throws BatchUnsupported,
+ * before sending anything, when a change cannot be encoded or nfnetlink
+ * cannot be opened. A refused chain message fails the whole transaction:
+ * every change then reports its errno.
  */
-export function applyBatch(table: string, types: SetTypes, changes: readonly ElemChange[]): BatchOutcome {
-  const first = (seqBase += changes.length + 3);
+export function applyBatch(table: string, types: SetTypes, changes: readonly ElemChange[], chains: readonly ChainChange[] = []): BatchOutcome {
+  let chainMsgs = 0;
+  for (const c of chains) chainMsgs += 2 + c.rules.length;
+  const first = (seqBase += chainMsgs + changes.length + 3);
   const resId = NFNL_SUBSYS_NFTABLES;
   const parts: Uint8Array[] = [message(NFNL_MSG_BATCH_BEGIN, 0, first, 0, resId, [])];
-  for (let i = 0; i < changes.length; i++) parts.push(encodeChange(table, types, changes[i]!, first + 1 + i));
-  parts.push(message(NFNL_MSG_BATCH_END, 0, first + 1 + changes.length, 0, resId, []));
+  let seq = first + 1;
+  for (const c of chains) {
+    for (const m of chainMessages(table, c, seq)) parts.push(m);
+    seq += 2 + c.rules.length;
+  }
+  const firstChange = seq;
+  for (let i = 0; i < changes.length; i++) parts.push(encodeChange(table, types, changes[i]!, firstChange + i));
+  parts.push(message(NFNL_MSG_BATCH_END, 0, firstChange + changes.length, 0, resId, []));
   const batch = concat(parts);
   // A request after the batch: its answer comes after every answer of the batch.
-  const fenceSeq = first + 2 + changes.length;
+  const fenceSeq = firstChange + changes.length + 1;
   const fence = message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []);
   let fd: number;
   try {
@@ -224,6 +273,7 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
     sys.send(fd, fence);
     const errors: number[] = [];
     for (let i = 0; i < changes.length; i++) errors.push(0);
+    // Against the batch header (a failed commit) or a chain message: the whole transaction.
     let batchError: number = 0;
     const buf = recvBuf;
     for (let done = false; !done; ) {
@@ -236,18 +286,17 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
         if (seq === fenceSeq && dv.getUint16(off + 4, true) === NLMSG_ERROR) done = true;
         else if (dv.getUint16(off + 4, true) === NLMSG_ERROR) {
           const err = Math.abs(dv.getInt32(off + HEADER, true));
-          const i = seq - first - 1;
+          const i = seq - firstChange;
           if (i >= 0 && i < changes.length) errors[i] = err;
-          else if (err !== 0) batchError = err;
+          else if (err !== 0 && batchError === 0) batchError = err;
         }
         off += (len + 3) & ~3;
       }
     }
     let failed = false;
     for (const e of errors) if (e !== 0) failed = true;
-    // A commit that failed as a whole is reported against the batch header.
-    if (batchError !== 0 && !failed) {
-      for (let i = 0; i < errors.length; i++) errors[i] = batchError;
+    if (batchError !== 0 && (!failed || chains.length > 0)) {
+      for (let i = 0; i < errors.length; i++) if (errors[i] === 0) errors[i] = batchError;
       failed = true;
     }
     for (const c of changes) if (c.op === 'delete') deleted = !failed;
@@ -280,12 +329,36 @@ function readUntil(fd: number, fenceSeq: number, on: (type: number, seq: number,
   }
 }
 
+/** How many rules a chain of table `inet <table>` has (a dump of them, filtered by the kernel). */
+function countRules(fd: number, table: string, chain: string): number {
+  const seq = ++seqBase;
+  sys.send(fd, message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETRULE, NLM_F_DUMP, seq, NFPROTO_INET, 0, [
+    str(NFTA_RULE_TABLE, table),
+    str(NFTA_RULE_CHAIN, chain),
+  ]));
+  let n = 0;
+  for (;;) {
+    const got = sys.recv(fd, recvBuf);
+    const dv = new DataView(recvBuf.buffer, 0, got);
+    for (let off = 0; off + HEADER <= got; ) {
+      const len = dv.getUint32(off, true);
+      if (len < HEADER || off + len > got) break;
+      const type = dv.getUint16(off + 4, true);
+      if (dv.getUint32(off + 8, true) === seq) {
+        if (type === NLMSG_DONE || type === NLMSG_ERROR) return n;
+        if (type === (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE)) n++;
+      }
+      off += (len + 3) & ~3;
+    }
+  }
+}
+
 /**
- * Deletes each named chain of table `inet <table>` (chains of one rule) that
- * nothing jumps to any more, its rule with it. The kernel counts a chain's
- * rules and the rules and map elements that jump to it (NFTA_CHAIN_USE), so
- * a plain read tells a chain in use, which stays without a transaction (an
- * aborted one costs an RCU grace period). A chain that looks unused is
+ * Deletes each named chain of table `inet <table>` that nothing jumps to any
+ * more, its rules with it. The kernel counts a chain's rules and the rules
+ * and map elements that jump to it (NFTA_CHAIN_USE), so a read of that and
+ * of the chain's rules tells a chain in use, which stays without a
+ * transaction (an aborted one costs an RCU grace period). A chain that looks unused is
  * deleted in a transaction of its own, which the kernel refuses (EBUSY) if
  * an element started to jump to it since: a DEL can offer every chain its
  * elements pointed at, and an ADD that starts using one again either holds
@@ -312,14 +385,20 @@ export function deleteUnusedChains(table: string, chains: readonly string[]): st
     }
     let fenceSeq = first + chains.length;
     sys.send(fd, message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, NLM_F_ACK, fenceSeq, 0, 0, []));
-    const unused: string[] = [];
+    const uses: number[] = [];
+    for (let i = 0; i < chains.length; i++) uses.push(-1);
     readUntil(fd, fenceSeq, (type, seq, off, len) => {
       const i = seq - first;
       if (i < 0 || i >= chains.length || type !== (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWCHAIN)) return;
       const use = parseAttrs(recvBuf, off + HEADER + 4, off + len).get(NFTA_CHAIN_USE);
-      // Big-endian; its own rule is one use.
-      if (use && use.length >= 4 && new DataView(use.buffer, use.byteOffset, 4).getUint32(0) <= 1) unused.push(chains[i]!);
+      if (use && use.length >= 4) uses[i] = new DataView(use.buffer, use.byteOffset, 4).getUint32(0);
     });
+    // Each of a chain's own rules is one use: more uses than rules are jumps to it.
+    const unused: string[] = [];
+    for (let i = 0; i < chains.length; i++) {
+      if (uses[i]! < 0) continue;
+      if (uses[i]! <= 1 || uses[i]! <= countRules(fd, table, chains[i]!)) unused.push(chains[i]!);
+    }
     if (unused.length === 0) return deleted;
 
     first = (seqBase += 3 * unused.length + 2);

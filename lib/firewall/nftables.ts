@@ -25,7 +25,7 @@
 // (EEXIST) when the element holds another owner's tag — and then the DEL
 // leaves that address alone. Re-adding an identical element is a no-op, so
 // ADD is idempotent.
-import { type Prefix, type IPAddr, formatIP, formatPrefix, networkOf, parseIP, compareIP } from '../ip/index.ts';
+import { type Prefix, type IPAddr, formatIP, formatPrefix, networkOf, parseIP } from '../ip/index.ts';
 import {
   validateKey, validateEntries, validatePolicy, validateBridge, networkTag, attachmentTag, bridgeTag, policyTag,
   subnetTag, describeKey, multicastOf, exemptTag,
@@ -33,7 +33,8 @@ import {
 import {
   TABLE, nftRun, listChains, listElements, getElements, normElement, type NftLine, type NftOutcome, type ChainText,
 } from './nft.ts';
-import { applyBatch, deleteUnusedChains, BatchUnsupported, type ElemChange, type Atom } from './nfnetlink.ts';
+import { applyBatch, deleteUnusedChains, BatchUnsupported, type ElemChange, type Atom, type ChainChange } from './nfnetlink.ts';
+import { encodeRule } from './nft-rules.ts';
 import { flattenPorts, describeMapping, localhostOf } from './ports.ts';
 import { liveOps } from './live.ts';
 import {
@@ -126,17 +127,13 @@ const BASE_CHAINS: readonly ChainDef[] = [
 
 const IPKW = { 4: 'ip', 6: 'ip6' } as const;
 
-/** An anonymous set of prefixes in the order nft prints them (ascending), so listings compare equal. */
-function anonSet(items: string[]): string {
-  const at = (s: string) => parseIP(s.slice(0, s.indexOf('/')));
-  // Insertion sort: two or three items, and no Array.prototype.sort on the ADD path.
-  const sorted: string[] = [];
-  for (const item of items) {
-    let i = sorted.length;
-    while (i > 0 && compareIP(at(sorted[i - 1]!), at(item)) > 0) i--;
-    sorted.splice(i, 0, item);
-  }
-  return `{ ${sorted.join(', ')} }`;
+/**
+ * Masquerade unless to the subnet itself or to multicast: two matches, not an
+ * anonymous set, so nft-rules.ts can make the chain over netlink (and nft
+ * prints it back the same either way).
+ */
+function masqRule(f: 4 | 6, net: Prefix): string {
+  return `${IPKW[f]} daddr != ${formatPrefix(net)} ${IPKW[f]} daddr != ${multicastOf(f)} masquerade`;
 }
 
 /** One chain per subnet and set of exempt destinations, shared by the subnet's addresses. */
@@ -148,7 +145,7 @@ function masqChain(subnet: Prefix, exempt?: readonly Prefix[]): ChainDef {
     return {
       name: `masq-${subnetTag(subnet)}`,
       comment: `masquerade ${formatPrefix(net)}`,
-      rules: [`${IPKW[f]} daddr != ${anonSet([formatPrefix(net), multicastOf(f)])} masquerade`],
+      rules: [masqRule(f, net)],
     };
   }
   // One rule per exempt prefix, not one set: nft merges adjacent intervals of
@@ -162,7 +159,7 @@ function masqChain(subnet: Prefix, exempt?: readonly Prefix[]): ChainDef {
     seen.push(text);
     rules.push(`${IPKW[f]} daddr ${text} return`);
   }
-  rules.push(`${IPKW[f]} daddr != ${anonSet([formatPrefix(net), multicastOf(f)])} masquerade`);
+  rules.push(masqRule(f, net));
   return { name: `masq-${subnetTag(subnet)}-${extra}`, comment: `masquerade ${formatPrefix(net)} except to ${seen.join(' ')}`, rules };
 }
 
@@ -170,7 +167,8 @@ function portSnatChain(subnet: Prefix): ChainDef {
   const f = subnet.ip.family;
   const net = formatPrefix(networkOf(subnet));
   const local = f === 4 ? localhostOf(4) : '::1';
-  return { name: `psnat-${subnetTag(subnet)}`, comment: `hairpin and localhost ${net}`, rules: [`${IPKW[f]} saddr ${anonSet([net, local])} masquerade`] };
+  // Two rules, not one with a set: nft-rules.ts can then make the chain over netlink.
+  return { name: `psnat-${subnetTag(subnet)}`, comment: `hairpin and localhost ${net}`, rules: [`${IPKW[f]} saddr ${net} masquerade`, `${IPKW[f]} saddr ${local} masquerade`] };
 }
 
 const MASQ_ALL_CHAIN: ChainDef = { name: 'pmasqall', comment: 'masquerade all DNAT', rules: ['masquerade'] };
@@ -428,8 +426,47 @@ function setupNft(ops: readonly SetupOp[]): void {
   for (const e of c.elems) lines.push(addElementLine(e));
   const r = apply(lines);
   if (r.ok) return;
-  // First use, a new subnet or policy, a stale value, or a flushed table: read, repair, retry.
+  if (withMissingChains(c, lines, r)) return;
+  // First use, a new policy, a stale value, or a flushed table: read, repair, retry.
   repairNft(ops, c, true);
+}
+
+/**
+ * A subnet's first address (its chain went with the last one, see
+ * dropUnusedChains): when the only refusals were jumps to such chains that
+ * are not there, the chains and every element go in one netlink transaction,
+ * with no `nft` exec and no read of the table. False when that does not
+ * apply or does not work; the caller then repairs.
+ */
+function withMissingChains(c: Compiled, lines: readonly NftLine<Elem>[], r: NftOutcome<Elem>): boolean {
+  const wanted = new Set<string>();
+  for (const f of r.failures) {
+    const d = f.line?.tag?.data;
+    if (!f.message.includes('No such file or directory') || !d?.startsWith('goto ')) return false;
+    wanted.add(d.slice(5));
+  }
+  const chains: ChainChange[] = [];
+  const elems: ElemChange[] = [];
+  try {
+    for (const def of c.chains) {
+      if (!wanted.has(def.name)) continue;
+      if (!isSubnetChain(def.name)) return false;
+      const rules: Uint8Array[] = [];
+      for (const rule of def.rules) rules.push(encodeRule(rule));
+      chains.push({ name: def.name, comment: def.comment, rules });
+    }
+    if (chains.length !== wanted.size) return false;
+    for (const l of lines) {
+      if (!l.elem) return false;
+      elems.push(l.elem);
+    }
+    const out = applyBatch(TABLE_NAME, SET_TYPES, elems, chains);
+    for (const e of out.errors) if (e !== 0) return false;
+    return true;
+  } catch (e) {
+    if (e instanceof BatchUnsupported) return false;
+    throw e;
+  }
 }
 
 /**
