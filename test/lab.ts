@@ -5,6 +5,7 @@
 // their links, sysctls and firewall rules never touch the real host.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { DEFAULT_DATA_DIR } from '../lib/state/attachments.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -88,8 +89,7 @@ export class Lab {
   }
 
   deleteNetns(pathOrName: string): void {
-    const name = pathOrName.replace('/run/netns/', '');
-    spawnSync('ip', ['netns', 'del', name]);
+    deleteNetnsAndState(pathOrName.replace('/run/netns/', ''));
   }
 
   /** Run a command with the lab host namespace as its network namespace. */
@@ -131,7 +131,7 @@ export class Lab {
   }
 
   destroy(): void {
-    for (const name of this.namespaces.reverse()) spawnSync('ip', ['netns', 'del', name]);
+    for (const name of this.namespaces.reverse()) deleteNetnsAndState(name);
     this.namespaces.length = 0;
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -143,6 +143,23 @@ export function sweepNamespaces(prefix: string): string[] {
     .stdout.split('\n')
     .map((l) => l.split(' ')[0] ?? '')
     .filter((n) => n.startsWith(prefix));
-  for (const n of names) spawnSync('ip', ['netns', 'del', n]);
+  for (const n of names) deleteNetnsAndState(n);
   return names;
+}
+
+/**
+ * Deletes a lab namespace, and first what plugins that ran in it as their
+ * host (Podman, containerd and the CLI use the default data dir) kept for it
+ * there: its `ns-<inode>` dir (locks, emptied record dirs). Before, while the
+ * inode is still this namespace's and cannot be a new namespace's.
+ */
+function deleteNetnsAndState(name: string): void {
+  let ino: number | undefined;
+  try {
+    ino = statSync(`/run/netns/${name}`).ino;
+  } catch {
+    // Already gone.
+  }
+  if (ino !== undefined) rmSync(`${DEFAULT_DATA_DIR}/ns-${ino}`, { recursive: true, force: true });
+  spawnSync('ip', ['netns', 'del', name]);
 }
