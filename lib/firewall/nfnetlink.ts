@@ -275,24 +275,13 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
     for (let i = 0; i < changes.length; i++) errors.push(0);
     // Against the batch header (a failed commit) or a chain message: the whole transaction.
     let batchError: number = 0;
-    const buf = recvBuf;
-    for (let done = false; !done; ) {
-      const n = sys.recv(fd, buf);
-      const dv = new DataView(buf.buffer, 0, n);
-      for (let off = 0; off + HEADER <= n; ) {
-        const len = dv.getUint32(off, true);
-        if (len < HEADER || off + len > n) break;
-        const seq = dv.getUint32(off + 8, true);
-        if (seq === fenceSeq && dv.getUint16(off + 4, true) === NLMSG_ERROR) done = true;
-        else if (dv.getUint16(off + 4, true) === NLMSG_ERROR) {
-          const err = Math.abs(dv.getInt32(off + HEADER, true));
-          const i = seq - firstChange;
-          if (i >= 0 && i < changes.length) errors[i] = err;
-          else if (err !== 0 && batchError === 0) batchError = err;
-        }
-        off += (len + 3) & ~3;
-      }
-    }
+    readUntil(fd, fenceSeq, (type, seq, off) => {
+      if (type !== NLMSG_ERROR) return;
+      const err = Math.abs(new DataView(recvBuf.buffer).getInt32(off + HEADER, true));
+      const i = seq - firstChange;
+      if (i >= 0 && i < changes.length) errors[i] = err;
+      else if (err !== 0 && batchError === 0) batchError = err;
+    });
     let failed = false;
     for (const e of errors) if (e !== 0) failed = true;
     if (batchError !== 0 && (!failed || chains.length > 0)) {
@@ -312,21 +301,26 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
   }
 }
 
-/** Reads every answer up to the fence's ack, calling `on` for each message: type, seq, and its offset and length in recvBuf. */
-function readUntil(fd: number, fenceSeq: number, on: (type: number, seq: number, off: number, len: number) => void): void {
-  for (let done = false; !done; ) {
+/** Reads answers, calling `on` for each message (type, seq, and its offset and length in recvBuf) until it returns true. */
+function readMessages(fd: number, on: (type: number, seq: number, off: number, len: number) => boolean | void): void {
+  for (;;) {
     const n = sys.recv(fd, recvBuf);
     const dv = new DataView(recvBuf.buffer, 0, n);
     for (let off = 0; off + HEADER <= n; ) {
       const len = dv.getUint32(off, true);
       if (len < HEADER || off + len > n) break;
-      const type = dv.getUint16(off + 4, true);
-      const seq = dv.getUint32(off + 8, true);
-      if (seq === fenceSeq && type === NLMSG_ERROR) done = true;
-      else on(type, seq, off, len);
+      if (on(dv.getUint16(off + 4, true), dv.getUint32(off + 8, true), off, len) === true) return;
       off += (len + 3) & ~3;
     }
   }
+}
+
+/** Reads every answer up to the fence's ack, calling `on` for each message before it. */
+function readUntil(fd: number, fenceSeq: number, on: (type: number, seq: number, off: number, len: number) => void): void {
+  readMessages(fd, (type, seq, off, len) => {
+    if (seq === fenceSeq && type === NLMSG_ERROR) return true;
+    on(type, seq, off, len);
+  });
 }
 
 /** How many rules a chain of table `inet <table>` has (a dump of them, filtered by the kernel). */
@@ -337,20 +331,12 @@ function countRules(fd: number, table: string, chain: string): number {
     str(NFTA_RULE_CHAIN, chain),
   ]));
   let n = 0;
-  for (;;) {
-    const got = sys.recv(fd, recvBuf);
-    const dv = new DataView(recvBuf.buffer, 0, got);
-    for (let off = 0; off + HEADER <= got; ) {
-      const len = dv.getUint32(off, true);
-      if (len < HEADER || off + len > got) break;
-      const type = dv.getUint16(off + 4, true);
-      if (dv.getUint32(off + 8, true) === seq) {
-        if (type === NLMSG_DONE || type === NLMSG_ERROR) return n;
-        if (type === (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE)) n++;
-      }
-      off += (len + 3) & ~3;
-    }
-  }
+  readMessages(fd, (type, got) => {
+    if (got !== seq) return;
+    if (type === NLMSG_DONE || type === NLMSG_ERROR) return true;
+    if (type === (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE)) n++;
+  });
+  return n;
 }
 
 /**
