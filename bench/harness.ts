@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withNetns } from '../lib/netns/index.ts';
+import { deleteNetnsAndState } from '../test/lab.ts';
 
 export interface Contender {
   name: string;
@@ -103,7 +104,7 @@ function sweepDeadRuns(): void {
   const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
   for (const name of netns) {
     const m = LAB_NAME.exec(name);
-    if (m?.[1] && runIsGone(m[1])) spawnSync('ip', ['netns', 'del', name]);
+    if (m?.[1] && runIsGone(m[1])) deleteNetnsAndState(name);
   }
   for (const name of readdirSync(tmpdir())) {
     if (name.startsWith(DIR_PREFIX) && runIsGone(name.slice(DIR_PREFIX.length))) rmSync(join(tmpdir(), name), { recursive: true, force: true });
@@ -144,7 +145,7 @@ export class BenchLab {
 
   remove(path: string): void {
     const name = path.replace('/run/netns/', '');
-    spawnSync('ip', ['netns', 'del', name]);
+    deleteNetnsAndState(name);
     this.made.delete(name);
   }
 
@@ -154,7 +155,7 @@ export class BenchLab {
   }
 
   close(): void {
-    for (const name of this.made) spawnSync('ip', ['netns', 'del', name]);
+    for (const name of this.made) deleteNetnsAndState(name);
     this.made.clear();
   }
 }

@@ -153,7 +153,7 @@ export function sweepNamespaces(prefix: string): string[] {
  * there: its `ns-<inode>` dir (locks, emptied record dirs). Before, while the
  * inode is still this namespace's and cannot be a new namespace's.
  */
-function deleteNetnsAndState(name: string): void {
+export function deleteNetnsAndState(name: string): void {
   let ino: number | undefined;
   try {
     ino = statSync(`/run/netns/${name}`).ino;
