@@ -6,6 +6,7 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { DEFAULT_DATA_DIR } from '../lib/state/attachments.ts';
+import { namespaceStateDir } from '../lib/state/scope.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -160,6 +161,6 @@ export function deleteNetnsAndState(name: string): void {
   } catch {
     // Already gone.
   }
-  if (ino !== undefined) rmSync(`${DEFAULT_DATA_DIR}/ns-${ino}`, { recursive: true, force: true });
+  if (ino !== undefined) rmSync(namespaceStateDir(DEFAULT_DATA_DIR, ino), { recursive: true, force: true });
   spawnSync('ip', ['netns', 'del', name]);
 }

@@ -9,6 +9,8 @@ import { mkdirSync, writeFileSync, copyFileSync, symlinkSync, readFileSync, exis
 import { join } from 'node:path';
 import { Lab, RUN_PREFIX } from './lab.ts';
 import { BIN } from './dist.ts';
+import { DEFAULT_DATA_DIR } from '../lib/state/attachments.ts';
+import { namespaceStateDir } from '../lib/state/scope.ts';
 import { responderPid as findResponder, alive } from './dnsq.ts';
 
 let lab: Lab;
@@ -58,7 +60,7 @@ function podman(args: string[]) {
 /** Where the plugin keeps the lab host's names: the default data dir, keyed by that netns. */
 function recordsRoot(): string {
   const ino = lab.exec('stat', ['-L', '-c', '%i', lab.hostPath]).stdout.trim();
-  return `/run/cni/cnikit/ns-${ino}/dnsname`;
+  return join(namespaceStateDir(DEFAULT_DATA_DIR, ino), 'dnsname');
 }
 
 const responderPid = () => findResponder(lab, '/run/cni/cnikit');

@@ -4,17 +4,15 @@
 // it is where an `nft` exec (its start-up and its cache dumps, which grow with
 // the maps) was most of a plugin's time. Anything else goes through `nft -f`.
 import { sys, SysError, errnoName, NETLINK_NETFILTER } from '../sys/index.ts';
-import { attr, nested, str, concat, struct, parseAttrs, NLA_F_NESTED } from '../netlink/codec.ts';
+import { attr, nested, str, concat, struct, parseAttrs, nlmsg, walkMessages, NLMSG_HDRLEN as HEADER, NLA_F_NESTED } from '../netlink/codec.ts';
 import { type IPAddr, ipToBytes, tryParseIP } from '../ip/index.ts';
 import { findCoreutil } from '../fs/index.ts';
 
-const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_DUMP = 0x300;
-const HEADER = 16;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
@@ -191,13 +189,7 @@ function chainMessages(table: string, c: ChainChange, seq: number): Uint8Array[]
 
 function message(type: number, flags: number, seq: number, family: number, resId: number, attrs: readonly Uint8Array[]): Uint8Array {
   const body = concat([struct(4, (dv) => { dv.setUint8(0, family); dv.setUint8(1, 0); dv.setUint16(2, resId); }), ...attrs]);
-  const header = struct(HEADER, (dv) => {
-    dv.setUint32(0, HEADER + body.length, true);
-    dv.setUint16(4, type, true);
-    dv.setUint16(6, flags | NLM_F_REQUEST, true);
-    dv.setUint32(8, seq, true);
-  });
-  return concat([header, body]);
+  return nlmsg(type, flags, seq, body);
 }
 
 /** The netlink message of one change (throws BatchUnsupported for what this module does not speak). */
@@ -275,9 +267,9 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
     for (let i = 0; i < changes.length; i++) errors.push(0);
     // Against the batch header (a failed commit) or a chain message: the whole transaction.
     let batchError: number = 0;
-    readUntil(fd, fenceSeq, (type, seq, off) => {
+    readUntil(fd, fenceSeq, (type, seq, off, _len, dv) => {
       if (type !== NLMSG_ERROR) return;
-      const err = Math.abs(new DataView(recvBuf.buffer).getInt32(off + HEADER, true));
+      const err = Math.abs(dv.getInt32(off + HEADER, true));
       const i = seq - firstChange;
       if (i >= 0 && i < changes.length) errors[i] = err;
       else if (err !== 0 && batchError === 0) batchError = err;
@@ -301,25 +293,16 @@ export function applyBatch(table: string, types: SetTypes, changes: readonly Ele
   }
 }
 
-/** Reads answers, calling `on` for each message (type, seq, and its offset and length in recvBuf) until it returns true. */
-function readMessages(fd: number, on: (type: number, seq: number, off: number, len: number) => boolean | void): void {
-  for (;;) {
-    const n = sys.recv(fd, recvBuf);
-    const dv = new DataView(recvBuf.buffer, 0, n);
-    for (let off = 0; off + HEADER <= n; ) {
-      const len = dv.getUint32(off, true);
-      if (len < HEADER || off + len > n) break;
-      if (on(dv.getUint16(off + 4, true), dv.getUint32(off + 8, true), off, len) === true) return;
-      off += (len + 3) & ~3;
-    }
-  }
+/** Reads answers, calling `on` for each message (type, seq, its offset and length in recvBuf, a view of it) until it returns true. */
+function readMessages(fd: number, on: (type: number, seq: number, off: number, len: number, dv: DataView) => boolean | void): void {
+  while (!walkMessages(recvBuf, sys.recv(fd, recvBuf), on));
 }
 
 /** Reads every answer up to the fence's ack, calling `on` for each message before it. */
-function readUntil(fd: number, fenceSeq: number, on: (type: number, seq: number, off: number, len: number) => void): void {
-  readMessages(fd, (type, seq, off, len) => {
+function readUntil(fd: number, fenceSeq: number, on: (type: number, seq: number, off: number, len: number, dv: DataView) => void): void {
+  readMessages(fd, (type, seq, off, len, dv) => {
     if (seq === fenceSeq && type === NLMSG_ERROR) return true;
-    on(type, seq, off, len);
+    on(type, seq, off, len, dv);
   });
 }
 
@@ -405,10 +388,10 @@ export function deleteUnusedChains(table: string, chains: readonly string[]): st
     const acked: boolean[] = [];
     const failed: boolean[] = [];
     for (let i = 0; i < unused.length; i++) acked.push(false), failed.push(false);
-    readUntil(fd, fenceSeq, (type, seq, off) => {
+    readUntil(fd, fenceSeq, (type, seq, off, _len, dv) => {
       if (type !== NLMSG_ERROR || seq < first || seq >= fenceSeq) return;
       const i = Math.floor((seq - first) / 3);
-      const err = new DataView(recvBuf.buffer).getInt32(off + HEADER, true);
+      const err = dv.getInt32(off + HEADER, true);
       if (err !== 0) failed[i] = true;
       else if ((seq - first) % 3 === 1) acked[i] = true;
     });

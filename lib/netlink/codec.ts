@@ -58,6 +58,40 @@ export function struct(size: number, fill: (dv: DataView) => void): Uint8Array {
   return b;
 }
 
+/** Length of struct nlmsghdr, which every netlink message starts with. */
+export const NLMSG_HDRLEN = 16;
+const NLM_F_REQUEST = 0x1;
+
+/** A request message: nlmsghdr (port id 0: the kernel's) and the body. */
+export function nlmsg(type: number, flags: number, seq: number, body: Uint8Array): Uint8Array {
+  const header = struct(NLMSG_HDRLEN, (dv) => {
+    dv.setUint32(0, NLMSG_HDRLEN + body.length, true);
+    dv.setUint16(4, type, true);
+    dv.setUint16(6, flags | NLM_F_REQUEST, true);
+    dv.setUint32(8, seq, true);
+  });
+  return concat([header, body]);
+}
+
+/**
+ * Walks the messages of one received datagram (its first `n` bytes in
+ * `buf`), calling `on` with each one's type, sequence number, and offset and
+ * length in `buf`, until `on` returns true. Returns whether it did.
+ */
+export function walkMessages(
+  buf: Uint8Array,
+  n: number,
+  on: (type: number, seq: number, off: number, len: number, dv: DataView) => boolean | void,
+): boolean {
+  const dv = new DataView(buf.buffer, buf.byteOffset, n);
+  for (let off = 0; off + NLMSG_HDRLEN <= n; off += align4(dv.getUint32(off, true))) {
+    const len = dv.getUint32(off, true);
+    if (len < NLMSG_HDRLEN || off + len > n) break;
+    if (on(dv.getUint16(off + 4, true), dv.getUint32(off + 8, true), off, len, dv) === true) return true;
+  }
+  return false;
+}
+
 export type Attrs = Map<number, Uint8Array>;
 
 /** Attributes in buf[start, end); nested/byte-order flags are stripped from the type. */

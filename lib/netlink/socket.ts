@@ -2,9 +2,8 @@
 // Synchronous on purpose: the caller may be inside a setns'd section.
 import { sys, SysError, errnoName, EAGAIN, MSG_DONTWAIT } from '../sys/index.ts';
 import { findCoreutil } from '../fs/index.ts';
-import { concat, struct } from './codec.ts';
+import { nlmsg, walkMessages, NLMSG_HDRLEN } from './codec.ts';
 
-export const NLM_F_REQUEST = 0x1;
 export const NLM_F_ACK = 0x4;
 /** Send the answer to the requester too (tc answers a get only as a notification otherwise). */
 export const NLM_F_ECHO = 0x8;
@@ -17,7 +16,6 @@ const SOL_NETLINK = 270;
 const NETLINK_GET_STRICT_CHK = 12;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
-const HEADER = 16;
 const RECV_BUFFER = 1 << 16;
 
 export class NetlinkError extends Error {
@@ -68,14 +66,7 @@ export class NetlinkSocket {
 
   private frame(type: number, flags: number, body: Uint8Array): { seq: number; bytes: Uint8Array } {
     const seq = ++this.seq;
-    const header = struct(HEADER, (dv) => {
-      dv.setUint32(0, HEADER + body.length, true);
-      dv.setUint16(4, type, true);
-      dv.setUint16(6, flags | NLM_F_REQUEST, true);
-      dv.setUint32(8, seq, true);
-      dv.setUint32(12, 0, true);
-    });
-    return { seq, bytes: concat([header, body]) };
+    return { seq, bytes: nlmsg(type, flags, seq, body) };
   }
 
   private send(type: number, flags: number, body: Uint8Array): number {
@@ -102,24 +93,18 @@ export class NetlinkSocket {
         if (e instanceof SysError) throw new NetlinkError(op, e.errno);
         throw e;
       }
-      const dv = new DataView(this.buf.buffer, 0, n);
-      for (let off = 0; off + HEADER <= n; ) {
-        const len = dv.getUint32(off, true);
-        const type = dv.getUint16(off + 4, true);
-        const mseq = dv.getUint32(off + 8, true);
-        if (len < HEADER || off + len > n) break;
-        if (mseq === seq) {
-          if (type === NLMSG_DONE) return out;
-          if (type === NLMSG_ERROR) {
-            const err = dv.getInt32(off + HEADER, true);
-            if (err !== 0) throw new NetlinkError(op, -err);
-            return out;
-          }
-          // Copy: the receive buffer is reused.
-          out.push({ type, body: this.buf.slice(off + HEADER, off + len) });
+      const ended = walkMessages(this.buf, n, (type, mseq, off, len, dv) => {
+        if (mseq !== seq) return;
+        if (type === NLMSG_DONE) return true;
+        if (type === NLMSG_ERROR) {
+          const err = dv.getInt32(off + NLMSG_HDRLEN, true);
+          if (err !== 0) throw new NetlinkError(op, -err);
+          return true;
         }
-        off += (len + 3) & ~3;
-      }
+        // Copy: the receive buffer is reused.
+        out.push({ type, body: this.buf.slice(off + NLMSG_HDRLEN, off + len) });
+      });
+      if (ended) return out;
     }
   }
 

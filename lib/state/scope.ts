@@ -27,7 +27,12 @@ export function hostNamespaceId(): string {
   return cached;
 }
 
-/** `<dataDir>/ns-<id>`: where every record of this host's objects lives. */
+/** `<dataDir>/ns-<id>`: where every record of the objects of the namespace with that id lives. */
+export function namespaceStateDir(dataDir: string, id: string | number): string {
+  return `${dataDir}/ns-${id}`;
+}
+
+/** The state dir of the namespace this process runs in. */
 export function hostStateDir(dataDir: string): string {
-  return `${dataDir}/ns-${hostNamespaceId()}`;
+  return namespaceStateDir(dataDir, hostNamespaceId());
 }
